@@ -1,0 +1,1 @@
+"""Everything of the annotation tool that is not web: data, models, embeddings, ONNX, jobs."""

@@ -1,0 +1,153 @@
+"""Run the exported ONNX decoder the way the browser does (coordinates, mask choice, upscaling).
+
+The browser (static/js) and this module follow the same rules, so evaluation, replay and the
+page agree:
+
+* point coordinates are image pixels scaled by ``1024 / max(width, height)``;
+* a single positive point (no box, no previous mask) uses the multimask outputs 1..3 and picks
+  the highest predicted IoU; anything more uses output 0 (the single-mask token);
+* the chosen low-res logits of the previous step are fed back as ``mask_input`` when
+  ``feed_mask`` is on;
+* logits are cropped to the image's part of the padded 256x256 frame, upscaled bilinearly to
+  the image size, and thresholded at 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import torch.nn.functional as F
+
+LOW_RES = 256
+MODEL_SIZE = 1024
+
+
+def resize_scale(width: int, height: int) -> float:
+    """Scale from image pixels to the resized-1024 frame (longest side)."""
+    return MODEL_SIZE / max(width, height)
+
+
+def resized_size(width: int, height: int) -> tuple[int, int]:
+    """(w, h) of the image resized so its longest side is 1024, as `ResizeLongestSide` does."""
+    s = resize_scale(width, height)
+    return int(width * s + 0.5), int(height * s + 0.5)
+
+
+def to_model_coords(points_xy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Continuous image coordinates (x, y) [N, 2] -> resized-1024 frame, float32.
+
+    Same formula as `ResizeLongestSide.apply_coords`: x * new_w / w, y * new_h / h. The centre
+    of integer pixel (i, j) is (i + 0.5, j + 0.5).
+    """
+    rw, rh = resized_size(width, height)
+    pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
+    return (pts * np.array([rw / width, rh / height])).astype(np.float32)
+
+
+def low_res_extent(width: int, height: int) -> tuple[int, int]:
+    """(w, h) of the image's part of the 256x256 low-res frame, rounded up."""
+    rw, rh = resized_size(width, height)
+    return -(-rw * LOW_RES // MODEL_SIZE), -(-rh * LOW_RES // MODEL_SIZE)
+
+
+def upscale_logits(low_res: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Low-res logits [256, 256] -> logits [height, width] at image resolution.
+
+    The official post-processing: bilinear to 1024x1024, crop the unpadded part, bilinear to
+    the image size (align_corners False).
+    """
+    t = torch.from_numpy(np.ascontiguousarray(low_res, dtype=np.float32))[None, None]
+    t = F.interpolate(t, (MODEL_SIZE, MODEL_SIZE), mode="bilinear", align_corners=False)
+    rw, rh = resized_size(width, height)
+    t = t[..., :rh, :rw]
+    t = F.interpolate(t, (height, width), mode="bilinear", align_corners=False)
+    return t[0, 0].numpy()
+
+
+@dataclass
+class Prompt:
+    """Prompts of one mask, in image pixels. Labels: 1 positive, 0 negative."""
+
+    points: list[tuple[float, float]]
+    labels: list[int]
+    box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1
+
+    def model_inputs(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        pts = list(self.points)
+        lbl = [float(v) for v in self.labels]
+        if self.box is not None:
+            x0, y0, x1, y1 = self.box
+            pts += [(x0, y0), (x1, y1)]
+            lbl += [2.0, 3.0]
+        else:
+            pts.append((0.0, 0.0))
+            lbl.append(-1.0)
+        coords = to_model_coords(np.array(pts, dtype=np.float32).reshape(-1, 2), width, height)
+        if self.box is None:
+            coords[-1] = 0.0  # padding point sits at the origin, as in the official demo
+        return coords[None], np.array(lbl, dtype=np.float32)[None]
+
+    @property
+    def uses_multimask(self) -> bool:
+        return self.box is None and len(self.points) == 1
+
+
+class OnnxDecoder:
+    """An onnxruntime session on a decoder exported by `onnx_export.export_decoder`."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def run(
+        self,
+        embedding: np.ndarray,
+        coords: np.ndarray,
+        labels: np.ndarray,
+        mask_input: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw contract call: returns low_res_masks [4, 256, 256] and iou_predictions [4]."""
+        has = mask_input is not None
+        feeds = {
+            "image_embeddings": np.ascontiguousarray(embedding, dtype=np.float32).reshape(
+                1, 256, 64, 64
+            ),
+            "point_coords": coords.astype(np.float32),
+            "point_labels": labels.astype(np.float32),
+            "mask_input": (
+                mask_input.reshape(1, 1, LOW_RES, LOW_RES).astype(np.float32)
+                if has
+                else np.zeros((1, 1, LOW_RES, LOW_RES), np.float32)
+            ),
+            "has_mask_input": np.array([1.0 if has else 0.0], np.float32),
+        }
+        masks, iou = self.session.run(None, feeds)
+        return masks[0], iou[0]
+
+    def predict(
+        self,
+        embedding: np.ndarray,
+        prompt: Prompt,
+        width: int,
+        height: int,
+        previous_logits: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, float, int]:
+        """Decode one prompt state: (chosen low-res logits [256,256], predicted IoU, index)."""
+        coords, labels = prompt.model_inputs(width, height)
+        masks, iou = self.run(embedding, coords, labels, previous_logits)
+        if prompt.uses_multimask and previous_logits is None:
+            idx = 1 + int(np.argmax(iou[1:]))
+        else:
+            idx = 0
+        return masks[idx], float(iou[idx]), idx
+
+
+def mask_from_logits(low_res: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Binary mask [height, width] (bool) from chosen low-res logits."""
+    return upscale_logits(low_res, width, height) > 0.0
