@@ -115,9 +115,7 @@ class OnnxDecoder:
         """Raw contract call: returns low_res_masks [4, 256, 256] and iou_predictions [4]."""
         has = mask_input is not None
         feeds = {
-            "image_embeddings": np.ascontiguousarray(embedding, dtype=np.float32).reshape(
-                1, 256, 64, 64
-            ),
+            "image_embeddings": np.ascontiguousarray(embedding, dtype=np.float32).reshape(1, 256, 64, 64),
             "point_coords": coords.astype(np.float32),
             "point_labels": labels.astype(np.float32),
             "mask_input": (

@@ -70,17 +70,13 @@ class Project(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
-    categories: Mapped[list[Category]] = relationship(
-        back_populates="project", order_by="Category.position"
-    )
+    categories: Mapped[list[Category]] = relationship(back_populates="project", order_by="Category.position")
 
 
 class ProjectMember(Base):
     __tablename__ = "project_members"
 
-    project_id: Mapped[int] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
-    )
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
 
 
@@ -184,9 +180,7 @@ class Mask(Base):
     clicks: Mapped[int] = mapped_column(Integer, default=0)
     strokes: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class Event(Base):
@@ -197,9 +191,7 @@ class Event(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
-    session_id: Mapped[int] = mapped_column(
-        ForeignKey("annotation_sessions.id", ondelete="CASCADE")
-    )
+    session_id: Mapped[int] = mapped_column(ForeignKey("annotation_sessions.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(32), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)

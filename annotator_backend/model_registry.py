@@ -1,0 +1,170 @@
+"""Model versions: import checkpoints, keep their files, activate, load and export decoders."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+from segment_anything.modeling import Sam
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .models import ModelVersion
+from .onnx_export import export_decoder
+from .sam_factory import ARCHS, CheckpointError, load_sam
+from .storage import atomic_copy, sha256_file
+
+BOOTSTRAP_WEIGHTS = Path(__file__).parent / "bootstrap" / "bootstrap_v1.pt"
+
+_cache: dict[tuple[int, str], Sam] = {}
+_cache_lock = threading.Lock()
+
+
+def encoder_digest(model: Sam) -> str:
+    """A digest of the image encoder's weights: equal digests give equal embeddings."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.image_encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def import_checkpoint(
+    session: Session,
+    settings: Settings,
+    path: Path,
+    arch: str,
+    *,
+    name: str | None = None,
+    activate: bool = False,
+    kind: str = "sam",
+    trained: bool = True,
+    parent_id: int | None = None,
+    info: dict | None = None,
+) -> ModelVersion:
+    """Validate a checkpoint, copy it under the data dir, export its decoder, register it.
+
+    Raises CheckpointError (and registers nothing, leaves no file) when the checkpoint is
+    corrupt or of another architecture. The caller commits.
+    """
+    if arch not in ARCHS:
+        raise CheckpointError(f"unknown model type {arch!r}; expected one of {', '.join(ARCHS)}")
+    path = Path(path)
+    model = load_sam(path, arch)
+    digest = sha256_file(path)
+    folder = settings.models_dir / f"{arch}-{digest[:16]}"
+    created = not folder.exists()
+    try:
+        ckpt = atomic_copy(path, folder / "checkpoint.pth")
+        onnx_path = export_decoder(model, folder / "decoder.onnx")
+        version = ModelVersion(
+            name=name or f"{arch} {digest[:8]}",
+            kind=kind,
+            arch=arch,
+            parent_id=parent_id,
+            checkpoint_path=str(ckpt),
+            checkpoint_sha256=digest,
+            encoder_sha256=encoder_digest(model),
+            onnx_path=str(onnx_path),
+            trained=trained,
+            info=info or {},
+        )
+        session.add(version)
+        session.flush()
+        if activate:
+            activate_version(session, version.id)
+    except BaseException:
+        session.rollback()
+        if created:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return version
+
+
+def activate_version(session: Session, version_id: int) -> ModelVersion:
+    """Make `version_id` the one active model version."""
+    version = session.get(ModelVersion, version_id)
+    if version is None:
+        raise LookupError(f"no model version {version_id}")
+    session.execute(update(ModelVersion).values(is_active=False))
+    version.is_active = True
+    session.flush()
+    return version
+
+
+def active_version(session: Session) -> ModelVersion | None:
+    """The active model version, if any."""
+    return session.scalars(select(ModelVersion).where(ModelVersion.is_active.is_(True))).first()
+
+
+def get_version(session: Session, version_id: int | None) -> ModelVersion:
+    """A version by id, or the active one when id is None; LookupError when there is none."""
+    version = active_version(session) if version_id is None else session.get(ModelVersion, version_id)
+    if version is None:
+        raise LookupError("no active model" if version_id is None else f"no model version {version_id}")
+    return version
+
+
+def load_model(version: ModelVersion) -> Sam:
+    """The PyTorch model of a version (cached per process)."""
+    key = (version.id, version.checkpoint_sha256)
+    with _cache_lock:
+        model = _cache.get(key)
+        if model is None:
+            model = load_sam(Path(version.checkpoint_path), version.arch)
+            _cache.clear()  # keep one model in memory: vit_h is 2.5 GB
+            _cache[key] = model
+    return model
+
+
+def ensure_onnx(version: ModelVersion) -> Path:
+    """The decoder file of a version, exported again if it went missing."""
+    path = Path(version.onnx_path or Path(version.checkpoint_path).with_name("decoder.onnx"))
+    if not path.exists():
+        export_decoder(load_model(version), path)
+    return path
+
+
+def register_bootstrap(session: Session, settings: Settings) -> ModelVersion | None:
+    """Register and activate the shipped bootstrap model on a database that has no model."""
+    if not BOOTSTRAP_WEIGHTS.exists():
+        return None
+    if session.scalars(select(ModelVersion).limit(1)).first() is not None:
+        return None
+    return import_checkpoint(
+        session,
+        settings,
+        BOOTSTRAP_WEIGHTS,
+        "bootstrap",
+        name="bootstrap v1",
+        kind="bootstrap",
+        activate=True,
+    )
+
+
+def register_untrained_vit_b(session: Session, settings: Settings) -> ModelVersion:
+    """An untrained vit_b (random weights, seed 0) for a demo with no trained model at hand."""
+    from .sam_factory import build_sam
+
+    torch.manual_seed(0)
+    tmp = settings.models_dir / "untrained_vit_b.pth"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(build_sam("vit_b").state_dict(), tmp)
+    try:
+        return import_checkpoint(
+            session,
+            settings,
+            tmp,
+            "vit_b",
+            name="vit_b UNTRAINED (random weights)",
+            trained=False,
+            activate=True,
+        )
+    finally:
+        tmp.unlink(missing_ok=True)

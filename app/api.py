@@ -1,0 +1,117 @@
+"""JSON and binary endpoints of the annotate page: next image, image file, embedding, decoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, jsonify, request, send_file, url_for
+from flask_login import login_required
+from sqlalchemy import select
+
+from annotator_backend.assignment import next_image
+from annotator_backend.embeddings import ensure_embedding, load_embedding
+from annotator_backend.images import image_path
+from annotator_backend.model_registry import ensure_onnx, get_version
+from annotator_backend.models import Image, Mask, MaskStatus, ModelVersion, Project
+
+from .database import db, settings
+from .helpers import require_action
+
+bp = Blueprint("api", __name__)
+
+
+def _image_for(image_id: int, action: str = "annotate") -> Image:
+    image = db().get(Image, image_id)
+    if image is None:
+        abort(404)
+    require_action(action, image.project_id)
+    return image
+
+
+@bp.route("/api/projects/<int:project_id>/next")
+@login_required
+def next_for_me(project_id: int):  # noqa: ANN201
+    user = require_action("annotate", project_id)
+    session = db()
+    project = session.get(Project, project_id)
+    if project is None:
+        abort(404)
+    try:
+        version = get_version(session, None)
+    except LookupError:
+        return jsonify(error="no active model: an admin must import or activate one"), 409
+    image = next_image(session, user, project)
+    session.commit()
+    if image is None:
+        return jsonify(error="no images left"), 404
+    masks = session.scalars(
+        select(Mask)
+        .where(Mask.image_id == image.id, Mask.status == MaskStatus.accepted.value)
+        .order_by(Mask.id)
+    )
+    return jsonify(
+        image={
+            "id": image.id,
+            "width": image.width,
+            "height": image.height,
+            "name": image.original_name,
+            "url": url_for("api.image_file", image_id=image.id),
+        },
+        model={
+            "id": version.id,
+            "name": version.name,
+            "trained": version.trained,
+            "decoder_url": url_for("api.decoder", version_id=version.id),
+        },
+        embedding_url=url_for("api.embedding", image_id=image.id, model=version.id),
+        masks=[
+            {
+                "id": m.id,
+                "category_id": m.category_id,
+                "rle": {"size": [image.height, image.width], "counts": m.rle_counts},
+            }
+            for m in masks
+        ],
+    )
+
+
+@bp.route("/images/<int:image_id>/file")
+@login_required
+def image_file(image_id: int):  # noqa: ANN201
+    image = _image_for(image_id)
+    path = image_path(settings(), image)
+    if not path.is_file():
+        abort(404)
+    response = send_file(path, max_age=3600, conditional=True)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@bp.route("/api/images/<int:image_id>/embedding")
+@login_required
+def embedding(image_id: int):  # noqa: ANN201
+    image = _image_for(image_id)
+    session = db()
+    model_id = request.args.get("model", type=int)
+    try:
+        version = get_version(session, model_id)
+    except LookupError as exc:
+        abort(404, description=str(exc))
+    row = ensure_embedding(session, settings(), image, version)
+    data = load_embedding(Path(row.path)).astype("<f4", copy=False).tobytes()
+    response = Response(data, mimetype="application/octet-stream")
+    response.headers["X-Embedding-Shape"] = "1,256,64,64"
+    response.headers["X-Model-Version"] = str(version.id)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@bp.route("/models/<int:version_id>/decoder.onnx")
+@login_required
+def decoder(version_id: int):  # noqa: ANN201
+    version = db().get(ModelVersion, version_id)
+    if version is None:
+        abort(404)
+    response = send_file(ensure_onnx(version), mimetype="application/octet-stream", max_age=86400)
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    return response
