@@ -38,7 +38,11 @@ def _data_files(tmp_path: Path) -> list[Path]:
 
 
 def test_import_official_checkpoint_then_embed_and_export(
-    cli_env: str, vit_b_checkpoint: Path, vit_b_model, tmp_path: Path, capsys: pytest.CaptureFixture  # noqa: ANN001
+    cli_env: str,
+    vit_b_checkpoint: Path,
+    vit_b_model,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,  # noqa: ANN001
 ) -> None:
     assert main(["model", "import", str(vit_b_checkpoint), "--type", "vit_b", "--activate"]) == 0
     assert _versions(cli_env) == 1

@@ -77,7 +77,9 @@ def test_points_match_the_official_prompt_encoder(vit_b_model, exported: Path) -
     got, _ = OnnxDecoder(exported).run(emb, coords, labels)
     with torch.no_grad():
         sparse, dense = vit_b_model.prompt_encoder(
-            points=(torch.from_numpy(coords[:, :-1]), torch.from_numpy(labels[:, :-1])), boxes=None, masks=None
+            points=(torch.from_numpy(coords[:, :-1]), torch.from_numpy(labels[:, :-1])),
+            boxes=None,
+            masks=None,
         )
         ref, _ = vit_b_model.mask_decoder.predict_masks(
             torch.from_numpy(emb), vit_b_model.prompt_encoder.get_dense_pe(), sparse, dense

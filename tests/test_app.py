@@ -1,0 +1,134 @@
+"""The web layer through the Flask test client and the Flask-SocketIO test client."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from annotator_backend import rle
+from annotator_backend.models import Event, Mask
+from app import create_app
+from app.extensions import socketio
+
+from .fixtures_world import PASSWORD, build_world
+
+
+@pytest.fixture
+def world(session, settings, tmp_path: Path):  # noqa: ANN001, ANN201
+    return build_world(session, settings, tmp_path)
+
+
+@pytest.fixture
+def app(settings, world):  # noqa: ANN001, ANN201
+    return create_app(settings, TESTING=True, WTF_CSRF_ENABLED=False)
+
+
+def login(client, username: str = "ann") -> None:  # noqa: ANN001
+    r = client.post("/login", data={"username": username, "password": PASSWORD})
+    assert r.status_code == 302, r.data
+
+
+def test_pages_need_a_login(app) -> None:  # noqa: ANN001
+    client = app.test_client()
+    assert client.get("/").status_code == 302
+    assert client.get("/api/projects/1/next").status_code == 401
+    r = client.post("/login", data={"username": "ann", "password": "wrong password"})
+    assert r.status_code == 401 and b"Wrong username or password" in r.data
+
+
+def test_login_form_has_csrf_and_cookie_flags(settings, world) -> None:  # noqa: ANN001
+    app = create_app(settings)
+    client = app.test_client()
+    assert client.post("/login", data={"username": "ann", "password": PASSWORD}).status_code == 400
+    page = client.get("/login").data.decode()
+    assert 'name="csrf_token"' in page and 'name="username"' in page and 'name="password"' in page
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    r = client.post("/login", data={"username": "ann", "password": PASSWORD, "csrf_token": token})
+    cookie = r.headers["Set-Cookie"]
+    assert r.status_code == 302 and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_annotate_flow_over_http(app, world) -> None:  # noqa: ANN001
+    client = app.test_client()
+    login(client)
+    page = client.get(f"/projects/{world.project.id}/annotate")
+    assert page.status_code == 200
+    assert page.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert page.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    nxt = client.get(f"/api/projects/{world.project.id}/next").get_json()
+    assert nxt["image"]["id"] == world.image.id and (nxt["image"]["width"], nxt["image"]["height"]) == (
+        64,
+        48,
+    )
+    assert nxt["model"]["trained"] is False
+    emb = client.get(nxt["embedding_url"])
+    assert emb.mimetype == "application/octet-stream" and emb.headers["X-Embedding-Shape"] == "1,256,64,64"
+    arr = np.frombuffer(emb.data, dtype="<f4")
+    assert arr.size == 256 * 64 * 64 and arr[12345] == 12345.0
+    assert client.get(nxt["image"]["url"]).status_code == 200
+    assert client.get(nxt["model"]["decoder_url"]).data == b"onnx-bytes"
+
+
+def test_outsider_cannot_read_the_project(app, world) -> None:  # noqa: ANN001
+    client = app.test_client()
+    login(client, "outsider")
+    assert client.get(f"/projects/{world.project.id}/annotate").status_code == 403
+    assert client.get(f"/api/projects/{world.project.id}/next").status_code == 403
+    assert client.get(f"/images/{world.image.id}/file").status_code == 403
+    assert client.get(f"/api/images/{world.image.id}/embedding").status_code == 403
+
+
+def test_socket_refuses_anonymous(app) -> None:  # noqa: ANN001
+    sio = socketio.test_client(app, flask_test_client=app.test_client())
+    assert not sio.is_connected()
+
+
+def test_socket_events_are_acked_once(app, world, session) -> None:  # noqa: ANN001
+    client = app.test_client()
+    login(client)
+    sio = socketio.test_client(app, flask_test_client=client)
+    assert sio.is_connected()
+    sid = str(uuid.uuid4())
+
+    def ev(kind: str, payload: dict, seq: int) -> dict:
+        return {
+            "uuid": str(uuid.uuid4()),
+            "session": sid,
+            "seq": seq,
+            "type": kind,
+            "image_id": world.image.id,
+            "model_version_id": world.version.id,
+            "client_ts": time.time() * 1000,
+            "payload": payload,
+        }
+
+    click = ev("click", {"x": 3, "y": 4, "label": 0}, 0)
+    assert sio.emit("event", click, callback=True) == {"ok": True, "uuid": click["uuid"], "duplicate": False}
+    assert sio.emit("event", click, callback=True)["duplicate"] is True
+    mask = np.zeros((48, 64), bool)
+    mask[1:5, 2:9] = True
+    accept = ev(
+        "accept",
+        {
+            "mask_uuid": str(uuid.uuid4()),
+            "category_id": world.category_ids[0],
+            "rle": rle.encode(mask),
+            "active_ms": 900,
+            "clicks": 1,
+            "strokes": 0,
+        },
+        1,
+    )
+    ack = sio.emit("event", accept, callback=True)
+    assert ack["ok"] and ack["mask_id"]
+    bad = sio.emit("event", {"type": "click"}, callback=True)
+    assert bad["ok"] is False and "uuid" in bad["error"]
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Event)) == 2
+    assert session.scalar(select(func.count()).select_from(Mask)) == 1
+    sio.disconnect()
