@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 
 from annotator_backend.cli import main
 from annotator_backend.db import session_factory
-from annotator_backend.embeddings import embed_file
 from annotator_backend.images import load_rgb
 from annotator_backend.models import ModelVersion
 
