@@ -144,6 +144,33 @@ def _embed_file(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _export_coco(args: argparse.Namespace, settings: Settings) -> int:
+    from .coco_export import export_project
+
+    with session_scope(settings.database_url) as session:
+        project = find_project(session, args.project)
+        events = Path(args.events) if args.events else None
+        count = export_project(session, project, Path(args.out), args.format, args.status, events)
+    print(
+        f"{count} annotations of {project.name} written to {args.out}"
+        + (f", events to {events}" if events else "")
+    )
+    return 0
+
+
+def _import_coco(args: argparse.Namespace, settings: Settings) -> int:
+    from .coco_import import CocoImportError, import_coco
+
+    with session_scope(settings.database_url) as session:
+        project = find_project(session, args.project)
+        try:
+            count = import_coco(session, project, Path(args.file))
+        except CocoImportError as exc:
+            raise CliError(f"{exc}; nothing was imported") from exc
+    print(f"{count} masks imported into {project.name} (source: import)")
+    return 0
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import seed_demo
 
@@ -213,6 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd(sub, "embed-file", _embed_file, "embed one image with the active model")
     sp.add_argument("image")
     sp.add_argument("--out", required=True)
+    export = sub.add_parser("export", help="exports").add_subparsers(dest="export_command", required=True)
+    sp = cmd(export, "coco", _export_coco, "export a project's masks as COCO JSON (streaming)")
+    sp.add_argument("project")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--format", choices=["rle", "polygon"], default="rle")
+    sp.add_argument("--status", choices=["accepted", "verified", "all"], default="accepted")
+    sp.add_argument("--events", help="also write the masks' event logs and timings as JSON Lines here")
+    imp = sub.add_parser("import", help="imports").add_subparsers(dest="import_command", required=True)
+    sp = cmd(imp, "coco", _import_coco, "import COCO annotations as masks (pre-labels)")
+    sp.add_argument("project")
+    sp.add_argument("file")
     cmd(sub, "demo", _demo, "create the demo project, users, model and embeddings")
     cmd(sub, "serve", _serve, "serve the web app on 127.0.0.1:$PORT")
     return p
