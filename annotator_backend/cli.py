@@ -179,6 +179,15 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.redis_url:
+        raise CliError("set REDIS_URL: without it jobs run inside `annotator serve`")
+    from .celery_app import celery_app
+
+    celery_app.worker_main(["worker", "--pool=solo", "--concurrency=1", "--loglevel=INFO"])
+    return 0
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from app import create_app
     from app.extensions import socketio
@@ -252,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("project")
     sp.add_argument("file")
     cmd(sub, "demo", _demo, "create the demo project, users, model and embeddings")
+    cmd(sub, "worker", _worker, "run a Celery worker for background jobs (needs REDIS_URL)")
     cmd(sub, "serve", _serve, "serve the web app on 127.0.0.1:$PORT")
     return p
 
