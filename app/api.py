@@ -11,11 +11,12 @@ from sqlalchemy import select
 from annotator_backend.assignment import next_image
 from annotator_backend.embeddings import ensure_embedding, load_embedding
 from annotator_backend.images import image_path
+from annotator_backend.management import ReasonError, TransitionError, finish_image, skip_image
 from annotator_backend.model_registry import ensure_onnx, get_version
 from annotator_backend.models import Image, Mask, MaskStatus, ModelVersion, Project
 
 from .database import db, settings
-from .helpers import require_action
+from .helpers import current_db_user, require_action
 
 bp = Blueprint("api", __name__)
 
@@ -115,3 +116,43 @@ def decoder(version_id: int):  # noqa: ANN201
     response = send_file(ensure_onnx(version), mimetype="application/octet-stream", max_age=86400)
     response.headers["Cache-Control"] = "private, max-age=86400"
     return response
+
+
+def _move_image(image_id: int, skip: bool):  # noqa: ANN202
+    image = _image_for(image_id)
+    user = current_db_user()
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
+    session = db()
+    try:
+        if skip:
+            reason = body.get("reason")
+            changed = skip_image(session, user, image, reason if isinstance(reason, str) else "")
+        else:
+            changed = finish_image(session, user, image)
+        session.commit()
+    except (ReasonError, TransitionError) as exc:
+        session.rollback()
+        code = 400 if isinstance(exc, ReasonError) else 409
+        return jsonify(ok=False, image_id=image_id, status=image.status, error=str(exc)), code
+    return jsonify(
+        ok=True,
+        image_id=image_id,
+        status=image.status,
+        changed=changed,
+        next_url=url_for("api.next_for_me", project_id=image.project_id),
+    )
+
+
+@bp.route("/api/images/<int:image_id>/skip", methods=["POST"], endpoint="skip_image")
+@login_required
+def skip_image_route(image_id: int):  # noqa: ANN201
+    """Take an image out of the queue: JSON {"reason": "..."}; the lease is released."""
+    return _move_image(image_id, skip=True)
+
+
+@bp.route("/api/images/<int:image_id>/finish", methods=["POST"], endpoint="finish_image")
+@login_required
+def finish_image_route(image_id: int):  # noqa: ANN201
+    """Mark an image done: JSON {} (body optional); the lease is released."""
+    return _move_image(image_id, skip=False)
