@@ -93,7 +93,7 @@ class Prompt:
 
     @property
     def uses_multimask(self) -> bool:
-        return self.box is None and len(self.points) == 1
+        return self.box is None and len(self.points) == 1 and self.labels[0] == 1
 
 
 class OnnxDecoder:

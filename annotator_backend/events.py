@@ -129,7 +129,7 @@ def _check_payload(session: Session, kind: str, p: dict[str, Any], image: Image)
                 raise EventError("'path' must be a non-empty list of [x, y] points")
             _check_point({"x": pt[0], "y": pt[1]}, image)
     elif kind == "multimask_choice":
-        _int(p.get("index"), "index", 0, 3)
+        _int(p.get("index"), "index", 1, 3)
     elif kind in ("delete", "category_change", "hide", "show", "select"):
         _mask_of_image(session, p.get("mask_id"), image)
         if kind == "category_change":

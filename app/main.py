@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, render_template, url_for
 from flask_login import login_required
 
 from annotator_backend.access import visible_projects
@@ -19,7 +19,13 @@ def model_summary() -> dict | None:
     version = active_version(db())
     if version is None:
         return None
-    return {"id": version.id, "name": version.name, "trained": version.trained, "arch": version.arch}
+    return {
+        "id": version.id,
+        "name": version.name,
+        "trained": version.trained,
+        "arch": version.arch,
+        "decoder_url": url_for("api.decoder", version_id=version.id),
+    }
 
 
 @bp.route("/")

@@ -1,4 +1,4 @@
-"""Socket.IO handlers: authenticated connections and the exactly-once event log."""
+"""Socket.IO handlers: authenticated connections, the exactly-once event log, watching a round."""
 
 from __future__ import annotations
 
@@ -46,6 +46,16 @@ def register(socketio: SocketIO) -> None:
             return {"ok": False, "uuid": uuid, "error": str(exc)}
         except SQLAlchemyError:
             log.exception("event not stored")
-            return {"ok": False, "error": "database error: the event was not stored, send it again"}
+            return {
+                "ok": False,
+                "retry": True,
+                "error": "database error: the event was not stored, send it again",
+            }
         finally:
             session.close()
+
+    @socketio.on("watch_job")
+    def on_watch_job(data: Any) -> dict[str, Any]:
+        from .rounds import watch_job
+
+        return watch_job(socketio, data)

@@ -1,0 +1,87 @@
+"""Browser-test fixtures: one real server (set up through the CLI) and one headless Chromium
+for the whole session; a fresh logged-in browser context per test."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from browser_harness import (  # noqa: E402
+    CHROMIUM,
+    Instance,
+    launch_browser,
+    login,
+    setup_instance,
+    start_server,
+    stop_server,
+)
+
+# Images of the two projects: a landscape and a portrait one, each with a bright rectangle.
+PROJECTS = {
+    "demo": [("landscape.png", 320, 240, (80, 60, 220, 170))],
+    "tall": [("portrait.png", 200, 360, (40, 120, 160, 300))],
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that drive Chromium get the `browser` marker."""
+    here = Path(__file__).parent
+    for item in items:
+        inside = Path(str(item.fspath)).is_relative_to(here)
+        if inside and {"page", "browser"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, vit_b_checkpoint: Path) -> Iterator[Instance]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} not installed (make chromium)")
+    inst = setup_instance(tmp_path_factory.mktemp("browser-server"), vit_b_checkpoint, PROJECTS)
+    print("set-up seconds:", inst.timings)
+    start_server(inst)
+    yield inst
+    stop_server(inst)
+
+
+@pytest.fixture(scope="session")
+def browser(server: Instance):  # noqa: ANN201
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch_browser(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server: Instance):  # noqa: ANN001, ANN201
+    """A logged-in page in a fresh context; console errors are collected on page.errors."""
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    pg = context.new_page()
+    pg.errors = []
+    pg.on(
+        "console",
+        lambda m: (
+            pg.errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    pg.on(
+        "response",
+        lambda r: (
+            pg.errors.append(f"HTTP {r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    login(pg, server.base_url)
+    yield pg
+    context.close()

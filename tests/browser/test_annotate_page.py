@@ -1,0 +1,321 @@
+"""End to end in headless Chromium: log in, wait for the decoder, click, accept, and find the
+events and the mask in the database; the browser's masks match the Python decoding rules."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from browser_harness import Instance, body_data, wait_ready
+from pycocotools import mask as mask_utils
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from annotator_backend.decoding import OnnxDecoder, Prompt, mask_from_logits, upscale_logits
+from annotator_backend.embeddings import load_embedding
+from annotator_backend.model_registry import ensure_onnx
+from annotator_backend.models import AnnotationSession, Embedding, Event, Image, Mask, ModelVersion
+
+
+@pytest.fixture(scope="module")
+def engine(server: Instance):  # noqa: ANN201
+    eng = create_engine(server.db_url)
+    yield eng
+    eng.dispose()
+
+
+def open_annotate(page, server: Instance, project: str) -> dict:  # noqa: ANN001
+    page.goto(f"{server.base_url}/projects/{server.projects[project]}/annotate")
+    wait_ready(page)
+    image_id = int(body_data(page, "imageId"))
+    with Session(create_engine(server.db_url)) as s:
+        img = s.get(Image, image_id)
+        return {"id": img.id, "w": img.width, "h": img.height}
+
+
+def click_image(page, img: dict, x: float, y: float, button: str = "left", shift: bool = False) -> tuple:  # noqa: ANN001
+    """Click the displayed image at (about) image pixel (x, y); returns the exact image
+    coordinates of the click, computed from the integer display offset that was clicked."""
+    box = page.locator("[data-testid=canvas]").bounding_box()
+    px = round(x * box["width"] / img["w"])
+    py = round(y * box["height"] / img["h"])
+    before = int(body_data(page, "decodeCount") or 0)
+    if shift:
+        page.keyboard.down("Shift")
+    page.mouse.click(box["x"] + px, box["y"] + py, button=button)
+    if shift:
+        page.keyboard.up("Shift")
+    page.wait_for_function(f"Number(document.body.dataset.decodeCount || 0) > {before}", timeout=30000)
+    return px * img["w"] / box["width"], py * img["h"] / box["height"]
+
+
+def painted_pixels(page, testid: str) -> int:  # noqa: ANN001
+    return page.evaluate(
+        """(id) => {
+            const c = document.querySelector(`[data-testid=${id}]`) || document.getElementById(id);
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+            return n;
+        }""",
+        testid,
+    )
+
+
+def accept(page) -> int:  # noqa: ANN001
+    """Press Enter, wait for the server's ack of the mask; returns its mask id."""
+    before = body_data(page, "lastMaskId")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "(b) => document.body.dataset.lastMaskId && document.body.dataset.lastMaskId !== b"
+        " && document.body.dataset.pendingEvents === '0'",
+        arg=before,
+        timeout=30000,
+    )
+    return int(body_data(page, "lastMaskId"))
+
+
+def python_mask(engine, image_id: int, steps: list[tuple[list, list]]) -> np.ndarray:  # noqa: ANN001
+    """The mask decoding.py gives for the same prompt steps, decoder and embedding."""
+    with Session(engine) as s:
+        img = s.get(Image, image_id)
+        mv = s.scalars(select(ModelVersion).where(ModelVersion.is_active)).one()
+        emb = s.scalars(
+            select(Embedding).where(Embedding.image_id == image_id, Embedding.model_version_id == mv.id)
+        ).one()
+        dec = OnnxDecoder(ensure_onnx(mv))
+        embedding = load_embedding(Path(emb.path))
+        w, h = img.width, img.height
+    prev = None
+    for points, labels in steps:
+        prev, _, _ = dec.predict(embedding, Prompt(points=points, labels=labels), w, h, prev)
+    return mask_from_logits(prev, w, h)
+
+
+def stored_mask(engine, mask_id: int) -> tuple[Mask, np.ndarray]:  # noqa: ANN001
+    with Session(engine) as s:
+        m = s.get(Mask, mask_id)
+        img = s.get(Image, m.image_id)
+        s.expunge(m)
+    rle = {"size": [img.height, img.width], "counts": m.rle_counts.encode()}
+    return m, mask_utils.decode(rle).astype(bool)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def events_of(engine, page, type_: str | None = None) -> list[Event]:  # noqa: ANN001
+    """Events of the page's annotation session, in sequence order."""
+    query = (
+        select(Event)
+        .join(AnnotationSession, AnnotationSession.id == Event.session_id)
+        .where(AnnotationSession.client_id == body_data(page, "session"))
+        .order_by(Event.seq)
+    )
+    if type_:
+        query = query.where(Event.type == type_)
+    with Session(engine) as s:
+        rows = list(s.scalars(query))
+        s.expunge_all()
+    return rows
+
+
+def test_click_accept_landscape(page, server: Instance, engine) -> None:  # noqa: ANN001
+    img = open_annotate(page, server, "demo")
+    assert (img["w"], img["h"]) == (320, 240)
+    assert body_data(page, "decoderBackend") in ("wasm", "webgpu")
+    assert page.locator("#model-name").text_content() == "vit_b random"
+
+    x, y = click_image(page, img, 150.3, 110.7)
+    assert int(body_data(page, "maskArea")) > 0
+    assert painted_pixels(page, "mask-overlay") > 0
+    mask_id = accept(page)
+
+    clicks = events_of(engine, page, "click")
+    assert len(clicks) == 1
+    c = clicks[0]
+    assert abs(c.payload["x"] - x) <= 1 and abs(c.payload["y"] - y) <= 1, (c.payload, x, y)
+    assert abs(c.payload["x"] - 150.3) <= 1 and abs(c.payload["y"] - 110.7) <= 1
+    assert c.payload["label"] == 1 and c.seq == 0 and c.decoder_ms is not None and c.decoder_ms > 0
+
+    m, stored = stored_mask(engine, mask_id)
+    assert stored.shape == (240, 320) and m.area == int(stored.sum()) > 0
+    assert m.clicks == 1 and m.active_ms >= 0
+    accepts = events_of(engine, page, "accept")
+    assert [(e.seq, e.mask_id) for e in accepts] == [(1, mask_id)]
+    expected = python_mask(engine, img["id"], [([(c.payload["x"], c.payload["y"])], [1])])
+    assert iou(stored, expected) >= 0.99
+
+    # Reload: the accepted mask comes back from the server (compressed RLE) and is drawn.
+    page.reload()
+    wait_ready(page)
+    assert painted_pixels(page, "accepted-canvas") > 0
+    assert not page.errors, page.errors
+
+
+def test_portrait_negative_point(page, server: Instance, engine) -> None:  # noqa: ANN001
+    img = open_annotate(page, server, "tall")
+    assert (img["w"], img["h"]) == (200, 360)
+    box = page.locator("[data-testid=canvas]").bounding_box()
+    assert abs(box["width"] / box["height"] - 200 / 360) < 0.01
+
+    x1, y1 = click_image(page, img, 100.0, 200.0)
+    x2, y2 = click_image(page, img, 20.0, 40.0, button="right")
+    x3, y3 = click_image(page, img, 180.0, 340.0, shift=True)
+    mask_id = accept(page)
+
+    clicks = events_of(engine, page, "click")
+    assert [c.payload["label"] for c in clicks] == [1, 0, 0]
+    for c, (x, y) in zip(clicks, [(x1, y1), (x2, y2), (x3, y3)], strict=True):
+        assert abs(c.payload["x"] - x) <= 1 and abs(c.payload["y"] - y) <= 1
+    assert [c.seq for c in clicks] == [0, 1, 2]
+
+    _, stored = stored_mask(engine, mask_id)
+    assert stored.shape == (360, 200)
+    pts = [(c.payload["x"], c.payload["y"]) for c in clicks]
+    steps = [(pts[:1], [1]), (pts[:2], [1, 0]), (pts[:3], [1, 0, 0])]
+    assert iou(stored, python_mask(engine, img["id"], steps)) >= 0.99
+
+
+def test_undo_redo_clear_and_help(page, server: Instance, engine) -> None:  # noqa: ANN001
+    img = open_annotate(page, server, "demo")
+    # The context menu never opens on the canvas.
+    prevented = page.evaluate(
+        """() => { const e = new MouseEvent('contextmenu', {bubbles: true, cancelable: true});
+                   return !document.querySelector('[data-testid=canvas]').dispatchEvent(e); }"""
+    )
+    assert prevented
+    click_image(page, img, 120.0, 90.0)
+    assert int(body_data(page, "maskArea")) > 0
+    page.keyboard.press("m")  # next multimask candidate (logged)
+    area = int(body_data(page, "maskArea"))
+    page.keyboard.press("Control+z")
+    page.wait_for_function("document.body.dataset.maskArea === '0'")
+    page.keyboard.press("Control+Shift+z")
+    page.wait_for_function(f"document.body.dataset.maskArea === '{area}'")
+    page.keyboard.press("Escape")
+    page.wait_for_function("document.body.dataset.maskArea === '0'")
+    page.wait_for_function("document.body.dataset.pendingEvents === '0'")
+    events = events_of(engine, page)
+    assert [e.type for e in events] == ["click", "multimask_choice", "undo", "redo", "clear"]
+    assert events[1].payload["index"] in (1, 2, 3)
+    assert [e.seq for e in events] == [0, 1, 2, 3, 4]
+
+    # Number keys pick categories; the help overlay lists every shortcut.
+    page.keyboard.press("2")
+    assert page.locator("input[name=category]").nth(1).is_checked()
+    assert page.locator("#help-overlay").is_hidden()
+    page.keyboard.press("?")
+    help_text = page.locator("#help-overlay").inner_text()
+    for key in (
+        "Left click",
+        "Right click",
+        "Enter",
+        "Esc",
+        "Ctrl + Z",
+        "Ctrl + Shift + Z",
+        "1 … 9",
+        "? / H",
+    ):
+        assert key in help_text
+    page.keyboard.press("Escape")
+    assert page.locator("#help-overlay").is_hidden()
+
+
+def test_js_mask_rules_match_python(page, server: Instance) -> None:  # noqa: ANN001
+    """static/js/masks.js (crop + two-step bilinear + threshold + column-major RLE) gives the
+    masks of decoding.mask_from_logits, for landscape, portrait, square and odd sizes: pixels
+    may differ only where the logit is within float32 rounding of the threshold."""
+    page.goto(f"{server.base_url}/")
+    rng = np.random.default_rng(7)
+    coarse = rng.normal(size=(16, 16)).astype(np.float32)
+    logits = np.kron(coarse, np.ones((16, 16), np.float32)) + rng.normal(scale=0.3, size=(256, 256)).astype(
+        np.float32
+    )
+    for w, h in [(320, 240), (200, 360), (300, 300), (1500, 1001), (7, 13)]:
+        got = page.evaluate(
+            """async ([l, w, h]) => {
+                const m = await import('/static/js/masks.js');
+                const r = m.imageMaskRle(new Float32Array(l), w, h);
+                return {counts: r.counts, size: r.size, area: r.area, bbox: r.bbox};
+            }""",
+            [logits.ravel().tolist(), w, h],
+        )
+        up = upscale_logits(logits, w, h)
+        want = up > 0
+        assert got["size"] == [h, w]
+        rle = mask_utils.frPyObjects({"size": [h, w], "counts": got["counts"]}, h, w)
+        mask = mask_utils.decode(rle).astype(bool)
+        diff = mask != want
+        assert np.abs(up[diff]).max(initial=0.0) < 1e-4, (w, h)
+        assert diff.sum() <= 1e-5 * w * h + 1, (w, h, int(diff.sum()))
+        assert got["area"] == int(mask.sum())
+        ref = mask_utils.toBbox(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))).tolist()
+        assert got["bbox"] == [int(v) for v in ref]
+
+
+PUT_IN_OUTBOX = """async ([imageId, uuid, session]) => {
+    const page = JSON.parse(document.getElementById('page-data').textContent);
+    const ev = {uuid, session, seq: 0, type: 'click', image_id: imageId,
+                model_version_id: page.model.id, client_ts: Date.now(), decoder_ms: null,
+                payload: {x: 12.5, y: 20.25, label: 1}};
+    const db = await new Promise((ok, ko) => {
+        const r = indexedDB.open('sam-annotator', 1);
+        r.onsuccess = () => ok(r.result);
+        r.onerror = () => ko(r.error);
+    });
+    await new Promise((ok) => {
+        const tx = db.transaction('outbox', 'readwrite');
+        const rec = {uuid, owner: page.user_id, event: ev, created: Date.now()};
+        tx.objectStore('outbox').put(rec);
+        tx.oncomplete = ok;
+    });
+    db.close();
+}"""
+
+
+def test_outbox_resends_stored_events_once(page, server: Instance, engine) -> None:  # noqa: ANN001
+    """An event left in the IndexedDB outbox (page closed before the ack) is sent by the next
+    page load; sent again (its ack was lost) it is acked as a duplicate and stored once."""
+    img = open_annotate(page, server, "demo")
+    event = [img["id"], str(uuid.uuid4()), str(uuid.uuid4())]
+    for _ in range(2):
+        page.evaluate(PUT_IN_OUTBOX, event)
+        page.reload()
+        wait_ready(page)
+        page.wait_for_function("document.body.dataset.pendingEvents === '0'", timeout=30000)
+        assert int(body_data(page, "ackedEvents")) == 1
+        with Session(engine) as s:
+            rows = list(s.scalars(select(Event).where(Event.uuid == event[1])))
+        assert len(rows) == 1 and rows[0].payload == {"x": 12.5, "y": 20.25, "label": 1}
+
+
+def test_worker_keeps_only_the_latest_prompt(page, server: Instance) -> None:  # noqa: ANN001
+    """Decodes sent while one runs are dropped except the newest; replies keep their ids."""
+    open_annotate(page, server, "demo")
+    replies = page.evaluate(
+        """async (pid) => {
+            const { DecoderClient } = await import('/static/js/decoder_client.js');
+            const next = await (await fetch(`/api/projects/${pid}/next`)).json();
+            const d = new DecoderClient();
+            const info = await d.init(next.model.decoder_url, { backend: 'wasm', numThreads: 1 });
+            await d.loadEmbedding('k', next.embedding_url);
+            const req = (i) => ({ coords: new Float32Array([10 + i, 10, 0, 0]),
+                                  labels: new Float32Array([1, -1]), count: 2,
+                                  maskInput: null, multimask: true });
+            const all = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => d.decode('k', req(i))));
+            d.terminate();
+            return { backend: info.backend, types: all.map((r) => r.type),
+                     index: all[5].index, iou: Array.from(all[5].iou), n: all[5].masks.length };
+        }""",
+        server.projects["demo"],
+    )
+    assert replies["backend"] == "wasm"
+    assert replies["types"][0] == "decoded" and replies["types"][-1] == "decoded"
+    assert replies["types"][1:5] == ["dropped"] * 4
+    assert replies["n"] == 4 * 256 * 256 and len(replies["iou"]) == 4
+    assert replies["index"] == 1 + int(np.argmax(replies["iou"][1:]))
