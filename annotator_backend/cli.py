@@ -243,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd(model, "export-onnx", _model_export_onnx, "write the decoder of a version as ONNX")
     sp.add_argument("id", type=int, nargs="?")
     sp.add_argument("--out", required=True)
+    from .cli_rounds import add_commands
+
+    add_commands(sub, model, cmd)
 
     sp = cmd(sub, "embed", _embed, "embed every image of a project with the active model (resumable)")
     sp.add_argument("project")

@@ -43,3 +43,6 @@ def export_coco(ctx: JobContext) -> dict[str, Any]:
             s, project, out, ctx.params.get("format", "rle"), ctx.params.get("status", "accepted")
         )
     return {"annotations": count, "file": str(out)}
+
+
+from . import retrain  # noqa: E402,F401  (registers the "retrain" job kind)

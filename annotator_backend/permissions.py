@@ -51,6 +51,7 @@ ROUTES: dict[str, Access] = {
     "api.decoder": Access("annotate"),
     "api.skip_image": Access("annotate", per_project=True),
     "api.finish_image": Access("annotate", per_project=True),
+    "api.open_image": Access("annotate", per_project=True),
     "projects.new": Access("manage_project"),
     "projects.detail": Access("view_project", per_project=True),
     "projects.job_progress": Access("view_project", per_project=True),
@@ -64,12 +65,20 @@ ROUTES: dict[str, Access] = {
     "admin.reactivate_user": Access("manage_users"),
     "admin.models": Access("manage_models"),
     "admin.activate_model": Access("manage_models"),
+    "rounds.index": Access("retrain"),
+    "rounds.start": Access("retrain"),
+    "rounds.watch": Access("retrain"),
+    "rounds.cancel": Access("retrain"),
+    "rounds.compare": Access("retrain"),
+    "rounds.promote_version": Access("manage_models"),
+    "rounds.discard_version": Access("manage_models"),
 }
 
 # Socket.IO event (default namespace) -> access.
 SOCKET_EVENTS: dict[str, Access] = {
     "connect": Access(LOGIN),
     "event": Access("annotate", per_project=True),  # the event's image decides the project
+    "watch_job": Access("retrain"),  # join a round's room for its live progress
 }
 
 

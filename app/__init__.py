@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, **config: object) -> Flask:
         secure = app.config["PREFERRED_URL_SCHEME"] == "https"
         app.config.update(SESSION_COOKIE_SECURE=secure, REMEMBER_COOKIE_SECURE=secure)
 
-    from . import admin, api, auth, main, projects, sockets
+    from . import admin, api, auth, main, projects, rounds, sockets
     from .database import close_db
     from .security import add_security_headers
 
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, **config: object) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(projects.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(rounds.bp)
     app.teardown_appcontext(close_db)
     app.after_request(add_security_headers)
     message_queue = settings.redis_url if config.get("SOCKETIO_MESSAGE_QUEUE", True) else None

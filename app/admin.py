@@ -7,10 +7,10 @@ from flask_login import login_required
 
 from annotator_backend.accounts import MIN_PASSWORD, AccountError, add_user
 from annotator_backend.management import AccountChangeError, all_users, model_versions, set_user_active
-from annotator_backend.model_registry import activate_version
-from annotator_backend.models import Role, User
+from annotator_backend.models import ModelVersion, Role, User
+from annotator_backend.retrain import RetrainError, promote
 
-from .database import db
+from .database import db, settings
 from .projects import check
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -85,13 +85,23 @@ def models():  # noqa: ANN201
 @bp.route("/models/<int:version_id>/activate", methods=["POST"])
 @login_required
 def activate_model(version_id: int):  # noqa: ANN201
-    check()
+    """Activate through `retrain.promote`: re-embedding is queued when the encoder changes."""
+    user = check()
     session = db()
     try:
-        version = activate_version(session, version_id)
-        session.commit()
+        outcome = promote(session, settings(), version_id, user.id)
     except LookupError:
         session.rollback()
         abort(404, description="no such model version")
-    flash(f"Model {version.name} is now the active model.")
+    except RetrainError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.models"), 303)
+    version = session.get(ModelVersion, version_id)
+    queued = (
+        f" Re-embedding queued (jobs {', '.join(map(str, outcome['embed_jobs']))})."
+        if outcome["embed_jobs"]
+        else ""
+    )
+    flash(f"Model {version.name} is now the active model.{queued}")
     return redirect(url_for("admin.models"), 303)

@@ -7,6 +7,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, jsonify, request, send_file, url_for
 from flask_login import login_required
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from annotator_backend.assignment import next_image
 from annotator_backend.embeddings import ensure_embedding, load_embedding
@@ -14,6 +15,7 @@ from annotator_backend.images import image_path
 from annotator_backend.management import ReasonError, TransitionError, finish_image, skip_image
 from annotator_backend.model_registry import ensure_onnx, get_version
 from annotator_backend.models import Image, Mask, MaskStatus, ModelVersion, Project
+from annotator_backend.retrain import ensure_embed_job, serving_version
 
 from .database import db, settings
 from .helpers import current_db_user, require_action
@@ -38,19 +40,28 @@ def next_for_me(project_id: int):  # noqa: ANN201
     if project is None:
         abort(404)
     try:
-        version = get_version(session, None)
+        active = get_version(session, None)
     except LookupError:
         return jsonify(error="no active model: an admin must import or activate one"), 409
     image = next_image(session, user, project)
     session.commit()
     if image is None:
         return jsonify(error="no images left"), 404
+    version = serving_version(session, image, active)  # embedding and decoder of one version
+    if version.id != active.id:  # the active one's embedding is computed in the background
+        ensure_embed_job(session, settings(), project_id, active.id, user.id)
+    return jsonify(**_image_payload(session, image, version))
+
+
+def _image_payload(session: Session, image: Image, version: ModelVersion) -> dict:
+    """What the annotate page needs to open an image: the image, the model, the embedding URL
+    and the image's accepted masks (id, client uuid, category, compressed RLE)."""
     masks = session.scalars(
         select(Mask)
         .where(Mask.image_id == image.id, Mask.status == MaskStatus.accepted.value)
         .order_by(Mask.id)
     )
-    return jsonify(
+    return dict(
         image={
             "id": image.id,
             "width": image.width,
@@ -68,12 +79,26 @@ def next_for_me(project_id: int):  # noqa: ANN201
         masks=[
             {
                 "id": m.id,
+                "uuid": m.client_uuid,
                 "category_id": m.category_id,
                 "rle": {"size": [image.height, image.width], "counts": m.rle_counts},
             }
             for m in masks
         ],
     )
+
+
+@bp.route("/api/images/<int:image_id>/open")
+@login_required
+def open_image(image_id: int):  # noqa: ANN201
+    """An image by id for the annotate page's "previous": same answer as next, no lease taken."""
+    image = _image_for(image_id)
+    session = db()
+    try:
+        active = get_version(session, None)
+    except LookupError:
+        return jsonify(error="no active model: an admin must import or activate one"), 409
+    return jsonify(**_image_payload(session, image, serving_version(session, image, active)))
 
 
 @bp.route("/images/<int:image_id>/file")

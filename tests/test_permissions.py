@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from annotator_backend.accounts import add_user
 from annotator_backend.config import Settings
 from annotator_backend.db import session_factory, upgrade
+from annotator_backend.models import Job
 from annotator_backend.permissions import (
     ACTIONS,
     LOGIN,
@@ -113,7 +114,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         add_user(s, "root", "admin", PASSWORD)
         victim = add_user(s, "victim", "annotator", PASSWORD)
         s.commit()
+        job = Job(kind="retrain", params={}, progress={}, project_id=world.project.id)
+        s.add(job)
+        s.commit()
         ids = {
+            "job_id": job.id,
             "project_id": world.project.id,
             "image_id": world.image.id,
             "version_id": world.version.id,
@@ -224,7 +229,8 @@ def test_socket_cell(env: Env, event: str, principal: str) -> None:
         if not sio.is_connected():
             assert not want, f"{principal} could not connect"
             return
-        ack = sio.emit(event, _click(env), callback=True)
+        payload = {"job_id": env.ids["job_id"]} if event == "watch_job" else _click(env)
+        ack = sio.emit(event, payload, callback=True)
         assert ack["ok"] == want, f"{principal} {event}: {ack}"
     finally:
         if sio.is_connected():

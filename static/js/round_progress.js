@@ -76,10 +76,16 @@ function renderResult(snapshot) {
   }
 }
 
+export function phaseText(p) {
+  if (p.phase === "preparing" && p.images) return `preparing (${p.embedded || 0} / ${p.images} images embedded)`;
+  if (p.phase === "evaluating" && p.objects) return `evaluating (${p.evaluated || 0} / ${p.objects} held-out masks)`;
+  return p.phase || "";
+}
+
 export function render(snapshot) {
   const p = snapshot.progress || {};
   field("status").textContent = snapshot.status;
-  field("phase").textContent = p.phase || "";
+  field("phase").textContent = phaseText(p);
   root.dataset.status = snapshot.status;
   if (p.total) {
     const bar = field("bar");

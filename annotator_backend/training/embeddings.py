@@ -1,0 +1,106 @@
+"""Cached full-frame embeddings for decoder-only training (the image encoder stays frozen).
+
+Each image is embedded once with the official preprocessing (and, optionally, once more
+mirrored), then every item is the cached ``[256, 64, 64]`` embedding and up to K of its masks in
+the padded 1024 frame at 256x256: the window is the whole frame (offset 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from .data import Sample
+
+GT_RES = 256
+
+
+def embed_image(sam: Sam, image: np.ndarray) -> torch.Tensor:
+    """Official preprocessing + encoder: uint8 [H, W, 3] -> float32 [256, 64, 64]."""
+    resized = ResizeLongestSide(sam.image_encoder.img_size).apply_image(image)
+    x = torch.as_tensor(resized).permute(2, 0, 1).contiguous()[None].float()
+    with torch.inference_mode():
+        return sam.image_encoder(sam.preprocess(x))[0].float().clone()
+
+
+def frame_mask(mask: np.ndarray, res: int = GT_RES) -> torch.Tensor:
+    """Bool [H, W] -> float [res, res] in the padded 1024 frame (area-resampled, thresholded)."""
+    h, w = mask.shape
+    s = res / max(h, w)
+    rh, rw = max(1, round(h * s)), max(1, round(w * s))
+    m = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size=(rh, rw), mode="area")[0, 0]
+    out = torch.zeros(res, res)
+    out[:rh, :rw] = (m > 0.5).float()
+    return out
+
+
+class EmbeddingDataset(torch.utils.data.Dataset):
+    """Items ``embedding`` [256, 64, 64], ``masks`` [K, 256, 256], ``valid`` [K], ``offset`` [2] (0, 0).
+
+    Embeddings are computed at construction with `sam`'s encoder (cached under `cache_dir` when
+    given, keyed by the image bytes and `model_key`). `flip` adds mirrored copies.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        sam: Sam,
+        max_masks: int = 4,
+        flip: bool = True,
+        cache_dir: Path | None = None,
+        model_key: str = "",
+        seed: int = 0,
+    ) -> None:
+        sam = sam.eval()
+        self.items: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
+        self.max_masks = max_masks
+        self._rng = random.Random(seed)
+        for s in samples:
+            image, masks = s.load()
+            variants = [(image, masks)]
+            if flip:
+                variants.append((np.ascontiguousarray(image[:, ::-1]), [m[:, ::-1] for m in masks]))
+            for img, ms in variants:
+                emb = self._cached(sam, img, cache_dir, model_key)
+                self.items.append((emb.to(torch.float16), [frame_mask(np.ascontiguousarray(m)) for m in ms]))
+
+    @staticmethod
+    def _cached(sam: Sam, image: np.ndarray, cache_dir: Path | None, model_key: str) -> torch.Tensor:
+        if cache_dir is None:
+            return embed_image(sam, image)
+        key = hashlib.sha256(image.tobytes() + str(image.shape).encode() + model_key.encode()).hexdigest()[
+            :24
+        ]
+        path = Path(cache_dir) / f"{key}.pt"
+        if path.is_file():
+            return torch.load(path, weights_only=True).float()
+        emb = embed_image(sam, image)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(emb.half(), path)
+        return emb
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        emb, masks = self.items[index]
+        K = self.max_masks
+        order = list(range(len(masks)))
+        self._rng.shuffle(order)
+        out = torch.zeros(K, GT_RES, GT_RES)
+        for i, j in enumerate(order[:K]):
+            out[i] = masks[j]
+        return {
+            "embedding": emb.float(),
+            "masks": out,
+            "valid": torch.arange(K) < min(K, len(masks)),
+            "offset": torch.zeros(2, dtype=torch.long),
+        }

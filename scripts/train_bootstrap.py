@@ -1,0 +1,143 @@
+"""Train the bootstrap model from scratch, export its weights and evaluate them on held-out sets.
+
+    .venv/bin/python scripts/train_bootstrap.py --minutes 150          # train (resumes if killed)
+    .venv/bin/python scripts/train_bootstrap.py --export-only          # export + evaluate the last checkpoint
+
+Trains on coco128_panoptic, davis345 and coco_mval only; GrabCut and Berkeley stay held out.
+Checkpoints and the log go to --ckpt-dir (outside git, default /work/checkpoints/bootstrap/);
+running the same command again resumes from ``last.pt`` there. At the end (or with
+--export-only) the EMA weights are written as a plain state dict to
+annotator_backend/bootstrap/bootstrap_v1.pt (fp16-stored) and evaluated with the RITM protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from annotator_backend.sam_factory import build_bootstrap_sam, load_sam  # noqa: E402
+from annotator_backend.training import (  # noqa: E402
+    AugmentConfig,
+    CropDataset,
+    SessionConfig,
+    TrainConfig,
+    load_samples,
+    train,
+)
+
+DATASETS = REPO.parent / "shared" / "datasets"
+TRAIN_SETS = ("coco128_panoptic", "davis345", "coco_mval")
+HELD_OUT = ("grabcut", "berkeley")
+OUT = REPO / "annotator_backend" / "bootstrap" / "bootstrap_v1.pt"
+log = logging.getLogger("train_bootstrap")
+
+
+def export_weights(ckpt_dir: Path, out: Path, use_ema: bool = True) -> Path:
+    """Write the (EMA) weights of ``ckpt_dir/last.pt`` as a fp16-stored plain state dict."""
+    state = torch.load(ckpt_dir / "last.pt", map_location="cpu", weights_only=False)
+    weights = state["ema"] if use_ema and state.get("ema") is not None else state["model"]
+    plain = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in weights.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    torch.save(plain, tmp)
+    tmp.replace(out)
+    load_sam(out, "bootstrap")  # must load through the factory
+    log.info(
+        "exported step %d (%.1f training min) to %s (%.1f MB)",
+        state["step"],
+        state["elapsed"] / 60,
+        out,
+        out.stat().st_size / 2**20,
+    )
+    return out
+
+
+def evaluate_weights(path: Path, sets: list[str], limit: int | None, ckpt_dir: Path) -> dict:
+    """RITM-protocol metrics of the exported weights on `sets`, also written as JSON."""
+    from annotator_backend.evaluation import evaluate
+
+    model = load_sam(path, "bootstrap")
+    results = {}
+    for name in sets:
+        t = time.time()
+        results[name] = evaluate(model, DATASETS / name, limit=limit)
+        log.info("%s: %s (%.0fs)", name, json.dumps(results[name]["summary"]), time.time() - t)
+    (ckpt_dir / f"metrics_{int(time.time())}.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=65.0, help="training-time budget (summed over resumes)")
+    ap.add_argument("--steps", type=int, default=None, help="step budget (optional)")
+    ap.add_argument("--ckpt-dir", type=Path, default=Path("/work/checkpoints/bootstrap"))
+    ap.add_argument("--crop", type=int, default=448)
+    ap.add_argument("--batch", type=int, default=2, help="images per step")
+    ap.add_argument("--masks", type=int, default=3, help="masks per image per step")
+    ap.add_argument("--grad-passes", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--alpha", type=float, default=0.5, help="focal loss alpha")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
+    ap.add_argument("--limit", type=int, default=None, help="images per training set (pilots)")
+    ap.add_argument("--export-only", action="store_true", help="export + evaluate the last checkpoint")
+    ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--eval-limit", type=int, default=None)
+    ap.add_argument("--eval-sets", default=",".join(HELD_OUT))
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+
+    args.ckpt_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(message)s",
+        handlers=[logging.FileHandler(args.ckpt_dir / "train.log"), logging.StreamHandler()],
+    )
+    torch.set_num_threads(args.threads)
+    if not args.export_only:
+        t = time.time()
+        samples = load_samples([DATASETS / n for n in TRAIN_SETS], limit=args.limit)
+        log.info(
+            "loaded %d images, %d masks from %s in %.0fs",
+            len(samples),
+            sum(len(s.masks) for s in samples),
+            ", ".join(TRAIN_SETS),
+            time.time() - t,
+        )
+        aug = AugmentConfig(crop=args.crop, gt_res=args.crop // 2, max_masks=args.masks)
+        cfg = TrainConfig(
+            mode="full",
+            minutes=args.minutes,
+            steps=args.steps,
+            batch_images=args.batch,
+            lr=args.lr,
+            ckpt_dir=args.ckpt_dir,
+            workers=args.workers,
+            session=SessionConfig(grad_passes=args.grad_passes, focal_alpha=args.alpha),
+            warmup=args.warmup,
+            align_init=True,
+        )
+        log.info("config %s %s argv %s", aug, cfg, sys.argv)
+        summary = train(build_bootstrap_sam(), CropDataset(samples, aug), cfg)
+        log.info("finished: %s", json.dumps(summary))
+    out = export_weights(args.ckpt_dir, args.out)
+    if not args.no_eval:
+        res = evaluate_weights(
+            out, [s for s in args.eval_sets.split(",") if s], args.eval_limit, args.ckpt_dir
+        )
+        print(json.dumps({k: v["summary"] for k, v in res.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
