@@ -1,0 +1,1 @@
+"""Benchmarks: each prints JSON; `make bench` runs them all (bench/run.py)."""
