@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from .models import Image, ImageStatus, Project, User, utcnow
@@ -16,8 +16,9 @@ OPEN_STATES = (ImageStatus.new.value, ImageStatus.in_progress.value)
 def next_image(session: Session, user: User, project: Project) -> Image | None:
     """The image `user` holds, else the first open image nobody holds, leased to `user`.
 
-    The caller commits. On PostgreSQL the candidate row is locked (SKIP LOCKED) so two
-    concurrent requests never lease the same image.
+    The caller commits. The lease is taken with a conditional UPDATE (compare-and-set), so two
+    concurrent requests never lease the same image; on PostgreSQL candidate rows are also locked
+    (SKIP LOCKED) so concurrent requests spread over different images.
     """
     now = utcnow()
     held = session.scalars(
@@ -33,23 +34,33 @@ def next_image(session: Session, user: User, project: Project) -> Image | None:
     if held is not None:
         held.lease_expires_at = now + LEASE
         return held
+    free = or_(Image.lease_user_id.is_(None), Image.lease_expires_at <= now, Image.lease_user_id == user.id)
     query = (
-        select(Image)
-        .where(
-            Image.project_id == project.id,
-            Image.status.in_(OPEN_STATES),
-            or_(Image.lease_user_id.is_(None), Image.lease_expires_at <= now, Image.lease_user_id == user.id),
-        )
+        select(Image.id)
+        .where(Image.project_id == project.id, Image.status.in_(OPEN_STATES), free)
         .order_by(Image.id)
-        .limit(1)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    image = session.scalars(query).first()
-    if image is not None:
-        image.lease_user_id = user.id
-        image.lease_expires_at = now + LEASE
-    return image
+    if session.get_bind().dialect.name == "postgresql":  # lock one free row, skip rows others hold
+        query = query.limit(1).with_for_update(skip_locked=True)
+    else:
+        query = query.limit(8)
+    for _ in range(20):
+        candidates = list(session.scalars(query))
+        if not candidates:
+            return None
+        for image_id in candidates:
+            # Compare-and-set: only one request can move the lease from free to taken.
+            claimed = session.execute(
+                update(Image)
+                .where(Image.id == image_id, Image.status.in_(OPEN_STATES), free)
+                .values(lease_user_id=user.id, lease_expires_at=now + LEASE)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if claimed:
+                image = session.get(Image, image_id)
+                session.refresh(image)
+                return image
+    return None
 
 
 def release(session: Session, image: Image, user: User, status: str | None = None) -> None:
