@@ -1,4 +1,12 @@
-"""The event log: validate an event, store it exactly once, apply what it means (accept, delete)."""
+"""The event log: validate an event, store it exactly once, apply what it means.
+
+What an event changes besides its own row: accept creates a mask (and, with "replaces", marks
+the mask it is a new version of deleted, in the same transaction); delete and category_change
+change a mask; undo/redo of an accept, delete or category_change (payload "target": the event's
+uuid) reverse or redo that change. Every event also updates its annotation session's active
+time (session_active_ms). Masks are referred to by "mask_uuid" (the client's UUID of a mask made
+in the annotate page) or "mask_id".
+"""
 
 from __future__ import annotations
 
@@ -45,9 +53,12 @@ EVENT_TYPES = frozenset(
         "image_open",
         "skip",
         "finish",
+        "draft_restore",
     }
 )
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+IDLE_GAP_MS = 30_000  # gaps between a session's events longer than this are idle time
+MASK_EVENTS = frozenset({"delete", "category_change", "hide", "show", "select"})
 
 
 class EventError(ValueError):
@@ -106,6 +117,33 @@ def _check_point(p: dict[str, Any], image: Image) -> None:
     _num(p.get("y"), "y", 0, image.height)
 
 
+def _optional_uuid(p: dict[str, Any], key: str) -> None:
+    if p.get(key) is not None:
+        _uuid(p[key], key)
+
+
+def _check_ref(ref: Any, field: str) -> None:
+    """A mask reference: {"mask_uuid": uuid} or {"mask_id": int}."""
+    if not isinstance(ref, dict):
+        raise EventError(f"'{field}' must refer to a mask by mask_uuid or mask_id")
+    if ref.get("mask_uuid") is not None:
+        _uuid(ref["mask_uuid"], "mask_uuid")
+    else:
+        _int(ref.get("mask_id"), "mask_id", 1)
+
+
+def _check_accept(p: dict[str, Any]) -> None:
+    if p.get("replaces") is not None:
+        _check_ref(p["replaces"], "replaces")
+    if not isinstance(p.get("overlap", False), bool):
+        raise EventError("'overlap' must be true or false")
+    clip = p.get("clip", [])
+    if not isinstance(clip, list) or len(clip) > 10_000:
+        raise EventError("'clip' must be a list of mask references")
+    for ref in clip:
+        _check_ref(ref, "clip")
+
+
 def _check_payload(session: Session, kind: str, p: dict[str, Any], image: Image) -> None:
     if kind == "click":
         _check_point(p, image)
@@ -119,6 +157,8 @@ def _check_payload(session: Session, kind: str, p: dict[str, Any], image: Image)
             ("y1", image.height),
         ):
             _num(p.get(key), key, 0, limit)
+        if p["x0"] > p["x1"] or p["y0"] > p["y1"]:
+            raise EventError("a box needs x0 <= x1 and y0 <= y1")
     elif kind in ("stroke", "erase"):
         _num(p.get("radius"), "radius", 0.5, 1000)
         path = p.get("path")
@@ -130,16 +170,39 @@ def _check_payload(session: Session, kind: str, p: dict[str, Any], image: Image)
             _check_point({"x": pt[0], "y": pt[1]}, image)
     elif kind == "multimask_choice":
         _int(p.get("index"), "index", 1, 3)
-    elif kind in ("delete", "category_change", "hide", "show", "select"):
-        _mask_of_image(session, p.get("mask_id"), image)
+        _optional_uuid(p, "target")
+    elif kind in ("undo", "redo"):
+        _optional_uuid(p, "target")
+    elif kind == "accept":
+        _check_accept(p)
+    elif kind in MASK_EVENTS:
+        _mask_of_image(session, p, image)
         if kind == "category_change":
             _category_of_project(session, p.get("category_id"), image)
+    elif kind == "skip" and not isinstance(p.get("reason", ""), str):
+        raise EventError("'reason' must be text")
+    elif kind == "draft_restore":
+        _uuid(p.get("from_session"), "from_session")
+        _int(p.get("from_seq"), "from_seq")
+        entries = p.get("entries", [])
+        if not isinstance(entries, list) or len(entries) > 100_000:
+            raise EventError("'entries' must be a list of event UUIDs")
+        for e in entries:
+            _uuid(e, "entries")
 
 
-def _mask_of_image(session: Session, mask_id: Any, image: Image) -> Mask:
-    mask = session.get(Mask, _int(mask_id, "mask_id", 1))
+def _mask_of_image(session: Session, ref: Any, image: Image) -> Mask:
+    """The mask a reference ({"mask_uuid"} or {"mask_id"}) names; it must belong to `image`."""
+    _check_ref(ref, "mask")
+    if ref.get("mask_uuid") is not None:
+        uid = _uuid(ref["mask_uuid"], "mask_uuid")
+        mask = session.scalars(select(Mask).where(Mask.client_uuid == uid)).first()
+        name = uid
+    else:
+        mask = session.get(Mask, ref["mask_id"])
+        name = ref["mask_id"]
     if mask is None or mask.image_id != image.id:
-        raise EventError(f"mask {mask_id} is not a mask of image {image.id}")
+        raise EventError(f"mask {name} is not a mask of image {image.id}")
     return mask
 
 
@@ -173,6 +236,34 @@ def _annotation_session(session: Session, user: User, ev: dict[str, Any], image:
     return ann
 
 
+def _apply_history(session: Session, ev: dict[str, Any], image: Image) -> Mask | None:
+    """Undo or redo of an accept, delete or category_change: reverse or repeat its change."""
+    target_uuid = ev["payload"].get("target")
+    if target_uuid is None:
+        return None
+    target = session.scalars(select(Event).where(Event.uuid == _uuid(target_uuid, "target"))).first()
+    if target is None:  # an event the server refused: logged, nothing to reverse
+        return None
+    if target.image_id != image.id:
+        raise EventError(f"{ev['type']} of event {target_uuid}, not an event of image {image.id}")
+    if target.type not in ("accept", "delete", "category_change") or target.mask_id is None:
+        return None
+    undo = ev["type"] == "undo"
+    mask = session.get(Mask, target.mask_id)
+    accepted, deleted = MaskStatus.accepted.value, MaskStatus.deleted.value
+    if target.type == "accept":
+        mask.status = deleted if undo else accepted
+        if target.payload.get("replaces"):
+            old = _mask_of_image(session, target.payload["replaces"], image)
+            old.status = accepted if undo else deleted
+    elif target.type == "delete":
+        mask.status = accepted if undo else deleted
+    else:
+        key = "from_category_id" if undo else "category_id"
+        mask.category_id = int(target.payload[key])
+    return mask
+
+
 def _apply(
     session: Session, user: User, ev: dict[str, Any], image: Image, ann: AnnotationSession
 ) -> Mask | None:
@@ -183,6 +274,8 @@ def _apply(
         area, bbox = rlelib.area_and_bbox(rle)
         if area == 0:
             raise EventError("an accepted mask cannot be empty")
+        if p.get("replaces") is not None:  # a new version of a mask: the old one is retired
+            _mask_of_image(session, p["replaces"], image).status = MaskStatus.deleted.value
         mask = Mask(
             client_uuid=_uuid(p.get("mask_uuid"), "mask_uuid"),
             image_id=image.id,
@@ -201,15 +294,35 @@ def _apply(
         )
         session.add(mask)
         return mask
+    if ev["type"] in ("undo", "redo"):
+        return _apply_history(session, ev, image)
+    if ev["type"] not in MASK_EVENTS:
+        return None
+    mask = _mask_of_image(session, p, image)
     if ev["type"] == "delete":
-        mask = _mask_of_image(session, p["mask_id"], image)
         mask.status = MaskStatus.deleted.value
-        return mask
-    if ev["type"] == "category_change":
-        mask = _mask_of_image(session, p["mask_id"], image)
+    elif ev["type"] == "category_change":
+        p["from_category_id"] = mask.category_id  # what an undo restores
         mask.category_id = int(p["category_id"])
-        return mask
-    return None
+    return mask
+
+
+def session_active_ms(timestamps: list[float], idle_gap_ms: float = IDLE_GAP_MS) -> int:
+    """Active time of a session from its events' client timestamps (ms): the sum of the gaps
+    between consecutive events, leaving out gaps longer than `idle_gap_ms`."""
+    ts = sorted(timestamps)
+    return int(round(sum(b - a for a, b in zip(ts, ts[1:], strict=False) if b - a <= idle_gap_ms)))
+
+
+def image_active_ms(session: Session, image_id: int) -> int:
+    """An image's total active time: the sum over its annotation sessions (page loads)."""
+    rows = session.scalars(select(AnnotationSession.active_ms).where(AnnotationSession.image_id == image_id))
+    return int(sum(rows))
+
+
+def _update_active_time(session: Session, ann: AnnotationSession, client_ts: float) -> None:
+    stored = list(session.scalars(select(Event.client_ts).where(Event.session_id == ann.id)))
+    ann.active_ms = session_active_ms([*stored, client_ts])
 
 
 def record_event(session: Session, user: User, raw: Any) -> dict[str, Any]:
@@ -230,6 +343,7 @@ def record_event(session: Session, user: User, raw: Any) -> dict[str, Any]:
         _check_payload(session, ev["type"], ev["payload"], image)
         ann = _annotation_session(session, user, ev, image)
         mask = _apply(session, user, ev, image, ann)
+        _update_active_time(session, ann, ev["client_ts"])
         session.flush()
         event = Event(
             uuid=ev["uuid"],

@@ -1,194 +1,296 @@
-// The annotator's actions on one image: prompts -> decode (worker) -> draw, undo/redo/clear,
-// multimask choice and accept, each logged as an event through the outbox.
+// The annotator's actions on one image: prompts (points, boxes), brush/eraser strokes, the
+// multimask choice, undo/redo/clear and the hover preview; each step is logged as an event
+// through the outbox, pushed on the history (draft.js) and saved with the draft. Mask-level
+// actions (accept, reopen, delete, category, hide) are in mask_actions.js.
 
-import { ActiveTimer, AnnotationSession, uuid4 } from "./events.js";
-import { PromptState, chosenIndex, chosenLogits } from "./prompts.js";
+import { History, PROMPT_TYPES } from "./draft.js";
+import { ActiveTimer, AnnotationSession } from "./events.js";
+import { installHover } from "./hover.js";
+import { installMaskActions } from "./mask_actions.js";
 import { mark } from "./status.js";
+import { EditLayer, installStrokes } from "./strokes_tool.js";
 
-const roundMs = (ms) => Math.round(ms * 100) / 100;
+const roundMs = (ms) => (ms === null || ms === undefined ? null : Math.round(ms * 100) / 100);
+/** Event types that start the active timer of a new mask. */
+const STARTS_MASK = new Set(["click", "box", "stroke", "erase", "select"]);
 
 export class Annotator {
-  /** deps: {decoder, renderer, outbox, status, categories: [{id, name, color}]} */
+  /** deps: {decoder, renderer, outbox, drafts, status, categories, userId} */
   constructor(deps) {
     Object.assign(this, deps);
-    this.prompts = new PromptState();
+    this.history = new History();
     this.timer = new ActiveTimer();
+    this.counters = { clicks: 0, strokes: 0 };
     this.categoryIndex = 0;
     this.image = null;
-    this.accepted = [];
+    this.masks = [];
     this.decodes = 0;
-    this.onCategory = () => {};
+    this.hoverDecodes = 0;
+    this.radius = 8;
+    this.preview = true; // hover preview on
+    this.overlay = { band: null, cursor: null };
+    this.unsettled = new Set(); // prompt entries whose event waits for its decoder latency
+    this.hooks = { category: () => {}, changed: () => {} };
   }
 
   get category() {
     return this.categories[this.categoryIndex] || null;
   }
 
+  get color() {
+    return this.category ? this.category.color : "#1f77b4";
+  }
+
   get size() {
     return this.image ? [this.image.width, this.image.height] : null;
   }
 
-  /** Open an image from GET /next: load its pixels and its embedding, start a session. */
-  async open(next, loadPixels) {
+  /**
+   * Open an image from GET /next (or /open): pixels, embedding, masks, saved draft (decoded
+   * once `ready`, the decoder's loading, resolves).
+   */
+  async open(next, loadPixels, via = "next", ready = Promise.resolve()) {
     this.image = null;
-    this.prompts.reset();
+    this.settleAll();
+    this.history = new History();
     this.timer.reset();
-    this.clicks = 0;
+    this.counters = { clicks: 0, strokes: 0 };
+    this.hoverResult = null;
     const { image, model } = next;
     this.key = `image-${image.id}-model-${model.id}`;
     this.session = new AnnotationSession(image.id, model.id);
     mark("session", this.session.id);
-    const color = (cid) => (this.categories.find((c) => c.id === cid) || {}).color;
-    this.accepted = (next.masks || []).map((m) => ({
-      key: `db-${m.id}`, id: m.id, category_id: m.category_id, rle: m.rle, color: color(m.category_id),
-    }));
+    this.loadMasks(next.masks || []);
     const [img, emb] = await Promise.all([
       loadPixels(image.url),
       this.decoder.loadEmbedding(this.key, next.embedding_url),
     ]);
     mark("embeddingMs", emb.loadMs.toFixed(1));
     this.image = image;
+    this.edits = new EditLayer(image.width, image.height);
+    this.editSig = [];
     this.renderer.setImage(img, image.width, image.height);
-    this.renderer.drawAccepted(this.accepted);
+    this.showMasks();
+    this.log("image_open", { via });
+    await this.restoreDraft(model.id);
     this.redraw();
+    await ready;
+    this.decodeDraft();
   }
 
   selectCategory(i) {
     if (i < 0 || i >= this.categories.length) return;
     this.categoryIndex = i;
-    this.onCategory(i);
+    this.hooks.category(i);
     this.redraw();
-  }
-
-  /** Decode `step` (latest prompt wins); resolves with the worker's reply or null. */
-  async decodeStep(step, t0 = null) {
-    const [w, h] = this.size;
-    const res = await this.decoder.schedule(() => {
-      if (step.result || !this.prompts.steps.includes(step)) return null;
-      return { key: this.key, req: this.prompts.request(step, w, h) };
-    });
-    if (res.type === "error") this.status.message(`decode failed: ${res.message}`, true);
-    if (res.type !== "decoded") return null;
-    step.result = { masks: res.masks, iou: res.iou, index: res.index, decodeMs: res.decodeMs };
-    this.decodes++;
-    this.status.set("decode", `decode ${res.decodeMs.toFixed(0)} ms`);
-    mark("lastDecodeMs", res.decodeMs.toFixed(2));
-    mark("decodeCount", this.decodes);
-    if (step === this.prompts.current) this.redraw(t0);
-    return res;
-  }
-
-  /** Draw the current prompt state; decode it first when it has no result yet. */
-  async refresh() {
-    const step = this.prompts.current;
-    this.redraw();
-    if (step && !this.prompts.isEmpty && !step.result) return this.decodeStep(step);
-    return null;
-  }
-
-  redraw(t0 = null) {
-    if (!this.image) return;
-    const step = this.prompts.current;
-    const color = this.category ? this.category.color : "#1f77b4";
-    this.renderer.drawPrompts(step ? step.points : []);
-    const area = this.renderer.drawCurrent(this.prompts.displayLogits(), color);
-    mark("maskArea", area);
-    if (t0 !== null) mark("lastPaintMs", (performance.now() - t0).toFixed(2));
   }
 
   /**
-   * Log an event now (stored in the outbox at once, so a closed page cannot lose it); when
-   * `decoding` is given, sending waits for it to fill in the decoder latency.
+   * Log an event now (stored in the outbox at once, so a closed page cannot lose it). `hold`:
+   * a promise of fields to add before sending (the decoder latency). Returns the event.
    */
-  log(type, payload, decoding = null) {
-    const ev = this.session.event(type, payload);
-    const hold = decoding && decoding.then((res) => ({ decoder_ms: res ? roundMs(res.decodeMs) : null }));
-    return this.outbox.add(ev, hold);
+  log(type, payload, hold = null, entry = null, decoderMs = null) {
+    const ev = this.session.event(type, payload, roundMs(decoderMs));
+    if (this.timer.started || STARTS_MASK.has(type)) this.timer.touch(ev.client_ts);
+    if (entry) entry.id = ev.uuid;
+    const h = typeof hold === "function" ? hold(ev) : hold;
+    this.outbox.add(ev, h);
+    mark("loggedEvents", this.session.seq);
+    return ev;
   }
 
-  point(x, y, label, t0) {
-    if (!this.image) return undefined;
-    this.timer.touch();
-    this.clicks++;
-    const step = this.prompts.addPoint(x, y, label);
+  /** Log a draft or history step and push it on the history; returns the entry. */
+  step(type, payload, extra = {}) {
+    const entry = { type, payload, result: null, ...extra };
+    let hold = null;
+    if (PROMPT_TYPES.has(type) && !entry.result) {
+      this.unsettled.add(entry);
+      hold = new Promise((resolve) => {
+        entry.settle = (ms) => resolve({ decoder_ms: roundMs(ms) });
+      });
+    }
+    this.log(type, payload, hold, entry, entry.result ? entry.result.decodeMs : null);
+    this.history.push(entry);
+    if (entry.result) this.decodes++;
+    return entry;
+  }
+
+  settle(entry, ms) {
+    if (!this.unsettled.delete(entry)) return;
+    entry.settle(ms);
+  }
+
+  /** Prompt entries that left the draft undecoded send their event without a latency. */
+  settleStale() {
+    const live = new Set(this.history.draft().prompts.map((p) => p.entry));
+    for (const e of [...this.unsettled]) if (!live.has(e)) this.settle(e, null);
+  }
+
+  settleAll() {
+    for (const e of [...this.unsettled]) this.settle(e, null);
+  }
+
+  /**
+   * Decode the draft's prompts in order up to the latest (prompt lane: latest request wins,
+   * the chain continues in whichever call runs). Resolves with the last reply or null.
+   */
+  async decodeDraft(t0 = null) {
+    if (!this.image) return null;
+    const [w, h] = this.size;
+    const key = this.key;
+    let last = null;
+    for (;;) {
+      let target = null;
+      const res = await this.decoder.schedule(() => {
+        if (this.key !== key) return null;
+        const d = this.history.draft();
+        const p = d.nextToDecode();
+        const req = p && !p.entry.awaiting && d.request(p, w, h, () => this.baseLogits(d.base));
+        if (!req) return null;
+        target = p.entry;
+        return { key, req };
+      }, "prompt");
+      if (res.type === "error") {
+        this.status.message(`decode failed: ${res.message}`, true);
+        if (target) this.settle(target, null);
+        return last;
+      }
+      if (res.type !== "decoded" || !target || res.key !== this.key) return last;
+      target.result = { masks: res.masks, iou: res.iou, index: res.index, decodeMs: res.decodeMs };
+      this.settle(target, res.decodeMs);
+      this.decodes++;
+      last = res;
+      this.status.set("decode", `decode ${res.decodeMs.toFixed(0)} ms`);
+      mark("lastDecodeMs", res.decodeMs.toFixed(2));
+      mark("decodeCount", this.decodes);
+      const d = this.history.draft();
+      if (d.latest && d.latest.entry === target) this.redraw(t0);
+    }
+  }
+
+  /** The layers of the current mask, with the hover preview when there is one to show. */
+  layers(d) {
+    const hv = this.hoverResult;
+    const m = hv && this.hoverPos && d.hoverable ? { logits: hv.logits } : d.modelLayer();
+    return {
+      logits: m.logits || null,
+      base: m.base ? this.baseMask(d.base) : null,
+      edit: this.edits.box ? this.edits.data : null,
+      editBox: this.edits.box,
+    };
+  }
+
+  /** Redraw the current mask (all of it, or the display pixels of `box` only) and prompts. */
+  redraw(t0 = null, { box = null, light = false } = {}) {
+    if (!this.image) return;
+    const d = this.history.draft();
+    this.syncEdits(d);
+    if (!light) this.syncEditing(d);
+    const area = this.renderer.drawCurrent(this.layers(d), this.color, !this.overlapMode, box);
+    if (!box) mark("maskArea", area);
+    this.drawPrompts(d);
+    if (t0 !== null) mark("lastPaintMs", (performance.now() - t0).toFixed(2));
+    if (!light) this.hooks.changed(d);
+  }
+
+  drawPrompts(d = this.history.draft()) {
+    const p = d.latest;
+    this.renderer.drawPrompts({ points: p ? p.points : [], box: p ? p.box : null, ...this.overlay });
+  }
+
+  setOverlay(part) {
+    Object.assign(this.overlay, part);
+    if (this.image) this.drawPrompts();
+  }
+
+  point(x, y, label, t0 = null) {
+    if (!this.image) return;
+    const d = this.history.draft();
+    const reuse = label === 1 && d.hoverable ? this.previewFor(x, y) : null;
+    const payload = { x, y, label };
+    if (reuse) payload.preview = true; // the hover preview's decode is the click's
+    this.hoverResult = null;
+    this.hoverPos = null;
+    this.counters.clicks++;
+    const entry = this.step("click", payload, reuse || {});
+    if (entry.result) mark("lastDecodeMs", entry.result.decodeMs.toFixed(2));
+    mark("decodeCount", this.decodes);
+    this.redraw(reuse && reuse.result ? t0 : null);
+    this.saveDraft();
+    if (entry.awaiting) this.adoptPreview(entry, t0);
+    else this.decodeDraft(t0);
+  }
+
+  box(b) {
+    if (!this.image || b.x1 - b.x0 < 1 || b.y1 - b.y0 < 1) return;
+    this.hoverResult = null;
+    this.counters.clicks++;
+    this.step("box", b);
     this.redraw();
-    return this.log("click", { x, y, label }, this.decodeStep(step, t0));
+    this.saveDraft();
+    this.decodeDraft();
   }
 
-  historyAction(type, apply) {
-    if (!this.image || !apply()) return undefined;
-    this.timer.touch();
-    return this.log(type, {}, this.refresh());
-  }
-
-  undo() {
-    return this.historyAction("undo", () => this.prompts.canUndo && (this.prompts.undo(), true));
-  }
-
-  redo() {
-    return this.historyAction("redo", () => this.prompts.canRedo && (this.prompts.redo(), true));
-  }
-
-  clear() {
-    return this.historyAction("clear", () => this.prompts.clear());
+  /** Pick multimask candidate `index` (1..3) of the latest single click; logged. */
+  choose(index) {
+    const c = this.history.draft().candidates();
+    if (!c || index < 1 || index > 3 || index === c.chosen) return;
+    const iou = Array.from(c.iou.slice(1, 4), (v) => Math.round(v * 1e4) / 1e4);
+    this.step("multimask_choice", { index, target: c.entry.id, previous: c.chosen, iou });
+    this.status.message(`candidate ${index} (predicted IoU ${c.iou[index].toFixed(2)})`);
+    this.redraw();
+    this.saveDraft();
   }
 
   /** Cycle through the multimask candidates 1..3 after a single positive click. */
   cycle() {
-    const step = this.prompts.current;
-    if (!step || !step.result || step.result.index === 0) return undefined;
-    const index = (chosenIndex(step) % 3) + 1;
-    step.override = index;
-    this.timer.touch();
-    this.redraw();
-    this.status.message(`candidate ${index} (predicted IoU ${step.result.iou[index].toFixed(2)})`);
-    return this.log("multimask_choice", { index });
+    const c = this.history.draft().candidates();
+    if (c) this.choose((c.chosen % 3) + 1);
   }
 
-  /** Accept the current mask: RLE at image size (worker), event, local overlay. */
-  async accept() {
-    if (!this.image || this.accepting) return;
-    this.accepting = true;
-    try {
-      await this.decoder.idle();
-      const step = this.prompts.current;
-      if (!step || this.prompts.isEmpty) return this.status.message("Nothing to accept: click on the object first");
-      if (!step.result) await this.refresh();
-      const logits = chosenLogits(step);
-      const cat = this.category;
-      if (!logits) return this.status.message("The mask could not be decoded", true);
-      if (!cat) return this.status.message("Pick a category first", true);
-      this.timer.touch();
-      const enc = await this.decoder.encode(logits, this.image.width, this.image.height);
-      if (enc.area === 0) return this.status.message("Empty mask: not accepted", true);
-      const maskUuid = uuid4();
-      const ev = this.session.event("accept", {
-        mask_uuid: maskUuid,
-        category_id: cat.id,
-        rle: enc.rle,
-        active_ms: Math.round(this.timer.activeMs),
-        clicks: this.clicks,
-        strokes: 0,
-      });
-      await this.outbox.add(ev);
-      const entry = { key: maskUuid, id: null, category_id: cat.id, rle: enc.rle, color: cat.color };
-      this.accepted.push(entry);
-      this.renderer.drawAccepted(this.accepted);
-      this.prompts.reset();
-      this.timer.reset();
-      this.clicks = 0;
-      this.redraw();
-      mark("acceptedCount", this.accepted.length);
-      this.status.message(`accepted (${enc.area} px, ${cat.name})`);
-      this.outbox.waitAck(ev.uuid).then((ack) => {
-        if (ack && ack.ok) {
-          entry.id = ack.mask_id;
-          mark("lastMaskId", ack.mask_id);
-        }
-      });
-    } finally {
-      this.accepting = false;
-    }
-    return undefined;
+  clear() {
+    if (!this.image || this.history.draft().isEmpty) return;
+    this.step("clear", {});
+    this.settleStale();
+    this.redraw();
+    this.saveDraft();
+  }
+
+  undo() {
+    this.travel("undo", () => this.history.undo(), (e) => this.undoEffects(e));
+  }
+
+  redo() {
+    this.travel("redo", () => this.history.redo(), (e) => this.redoEffects(e));
+  }
+
+  travel(type, move, effects) {
+    if (!this.image || this.live) return;
+    const e = move();
+    if (!e) return;
+    effects(e);
+    this.settleStale();
+    const payload = { target: e.id, type: e.type, ...(e.mask ? this.ref(e.mask) : {}) };
+    const decoding = this.decodeDraft();
+    this.log(type, payload, decoding.then((res) => ({ decoder_ms: res ? roundMs(res.decodeMs) : null })));
+    this.redraw();
+    this.saveDraft();
+  }
+
+  saveDraft() {
+    if (!this.drafts || !this.image) return;
+    this.drafts.save({
+      key: this.draftKey,
+      session: this.session.id,
+      seq: this.session.seq - 1,
+      entries: this.history.draftEntries(),
+      timer: this.timer.snapshot(),
+      counters: { ...this.counters },
+      category: this.categoryIndex,
+    });
   }
 }
+
+installMaskActions(Annotator);
+installHover(Annotator);
+installStrokes(Annotator);

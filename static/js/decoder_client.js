@@ -1,6 +1,7 @@
 // Main-thread side of the decoder worker: promise-based requests, and a scheduler that keeps
-// at most one decode in flight plus the newest waiting one. The waiting request is built
-// only when it is sent, so it sees the logits of the decode that just finished.
+// at most one decode in flight plus the newest waiting one per lane (prompt, hover). The
+// waiting request is built only when it is sent, so it sees the logits of the decode that
+// just finished.
 
 const WASM_PATHS = "/static/vendor/ort/";
 
@@ -11,7 +12,7 @@ export class DecoderClient {
     this.waiting = new Map(); // id -> {resolve, reject}
     this.info = null;
     this.inFlight = null; // promise of the decode being run
-    this.queued = null; // {build, resolve}
+    this.queued = { prompt: null, hover: null }; // lane -> {build, resolve}
     this.idleWaiters = [];
     this.worker.onmessage = (ev) => this.onMessage(ev.data);
     this.worker.onerror = (ev) => this.failAll(new Error(ev.message || "decoder worker failed"));
@@ -70,34 +71,52 @@ export class DecoderClient {
   }
 
   /**
-   * Latest prompt wins: `build()` returns {key, req} or null and is called only when the
-   * decode can start. A call made while another is queued replaces it; the replaced call
-   * resolves with {type: "dropped"}.
+   * Latest request wins, in two lanes: "prompt" (the draft's decodes) and "hover" (previews).
+   * `build()` returns {key, req} or null and is called only when the decode can start, so it
+   * sees the results of the decodes before it. A request replaces the one waiting in its lane
+   * (which resolves {type: "dropped"}); a waiting prompt runs before a waiting hover, and a
+   * new prompt drops the waiting hover (stale by then).
    */
-  schedule(build) {
+  schedule(build, lane = "prompt") {
     return new Promise((resolve) => {
-      if (this.queued) this.queued.resolve({ type: "dropped" });
-      this.queued = { build, resolve };
+      const drop = (l) => {
+        if (this.queued[l]) this.queued[l].resolve({ type: "dropped" });
+        this.queued[l] = null;
+      };
+      drop(lane);
+      if (lane === "prompt") drop("hover");
+      this.queued[lane] = { build, resolve };
       if (!this.inFlight) this.pump();
     });
   }
 
+  takeQueued() {
+    for (const lane of ["prompt", "hover"]) {
+      const job = this.queued[lane];
+      if (job) {
+        this.queued[lane] = null;
+        return job;
+      }
+    }
+    return null;
+  }
+
   async pump() {
-    while (this.queued) {
-      const { build, resolve } = this.queued;
-      this.queued = null;
-      let job = null;
+    let job;
+    while ((job = this.takeQueued())) {
+      const { build, resolve } = job;
+      let req = null;
       try {
-        job = build();
+        req = build();
       } catch (err) {
         resolve({ type: "error", message: String(err) });
         continue;
       }
-      if (!job) {
+      if (!req) {
         resolve({ type: "dropped" });
         continue;
       }
-      this.inFlight = this.decode(job.key, job.req).catch((err) => ({
+      this.inFlight = this.decode(req.key, req.req).catch((err) => ({
         type: "error",
         message: String(err?.message || err),
       }));
@@ -109,15 +128,23 @@ export class DecoderClient {
     waiters.forEach((r) => r());
   }
 
-  /** Resolves once no decode is running or queued. */
+  /** Resolves once no prompt decode is running or queued (hover previews are dropped). */
   idle() {
-    if (!this.inFlight && !this.queued) return Promise.resolve();
+    if (this.queued.hover) {
+      this.queued.hover.resolve({ type: "dropped" });
+      this.queued.hover = null;
+    }
+    if (!this.inFlight && !this.queued.prompt) return Promise.resolve();
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
-  /** Chosen logits -> uncompressed COCO RLE at image resolution (computed in the worker). */
-  encode(logits, width, height) {
-    return this.call("encode", { logits: new Float32Array(logits), width, height });
+  /**
+   * The draft's mask at image resolution as uncompressed COCO RLE (computed in the worker):
+   * draft = {logits | null, base: counts | null, strokes, clip: [counts], width, height}.
+   */
+  encode(draft) {
+    const logits = draft.logits ? new Float32Array(draft.logits) : null;
+    return this.call("encode", { draft: { ...draft, logits } }, logits ? [logits.buffer] : []);
   }
 
   terminate() {

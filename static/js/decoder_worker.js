@@ -8,13 +8,14 @@
 //   -> {type: "decode", id, key, coords, labels, count, maskInput|null, multimask}
 //   <- {type: "decoded", id, key, masks (4x256x256), iou (4), index, decodeMs, waitMs}
 //   <- {type: "dropped", id, by}                      a newer decode superseded this one
-//   -> {type: "encode", id, logits, width, height}    chosen logits -> COCO RLE at image size
+//   -> {type: "encode", id, draft}                    draft mask -> COCO RLE at image size
+//        draft: {logits|null, base: counts|null, strokes, clip: [counts], width, height}
 //   <- {type: "encoded", id, rle: {size, counts}, area, bbox, encodeMs}
 //   -> {type: "forget", id, key}                      drop a cached embedding
 //   <- {type: "error", id, message}
 // Decodes run one at a time; while one runs only the newest pending decode is kept.
 
-import { imageMaskRle } from "./masks.js";
+import { draftMaskRle } from "./composite.js";
 import { pickIndex } from "./prompts.js";
 
 const EMBEDDING_SHAPE = [1, 256, 64, 64];
@@ -175,7 +176,7 @@ async function drain(first) {
 
 function encode(msg) {
   const t0 = now();
-  const { size, counts, area, bbox } = imageMaskRle(msg.logits, msg.width, msg.height);
+  const { size, counts, area, bbox } = draftMaskRle(msg.draft);
   reply({ type: "encoded", id: msg.id, rle: { size, counts }, area, bbox, encodeMs: now() - t0 });
 }
 

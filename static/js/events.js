@@ -38,9 +38,11 @@ export class AnnotationSession {
 }
 
 /**
- * Active time of the mask being drawn: the sum of the gaps between consecutive actions, from
- * the first prompt to the accept, leaving out every gap longer than IDLE_GAP_MS (the
- * annotator was away or doing something else).
+ * Active time of the mask being drawn: the sum of the gaps between consecutive logged events
+ * (their client timestamps), from the first prompt, stroke or reopened mask to the accept,
+ * leaving out every gap longer than IDLE_GAP_MS (the annotator was away or doing something
+ * else). The server sums an image's time with the same rule over all of a session's events
+ * (events.session_active_ms).
  */
 export const IDLE_GAP_MS = 30000;
 
@@ -64,5 +66,14 @@ export class ActiveTimer {
 
   get started() {
     return this.last !== null;
+  }
+
+  snapshot() {
+    return { last: this.last, activeMs: this.activeMs };
+  }
+
+  restore(s) {
+    this.last = s ? s.last : null;
+    this.activeMs = s ? s.activeMs : 0;
   }
 }

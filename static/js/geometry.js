@@ -59,19 +59,42 @@ export function fitSize(width, height, maxW, maxH, maxZoom = 4) {
   return [Math.max(1, Math.round(width * z)), Math.max(1, Math.round(height * z))];
 }
 
-/** A point on an element (client coords) -> continuous image pixel coords, clamped inside. */
-export function clientToImage(clientX, clientY, rect, width, height) {
-  const x = ((clientX - rect.left) / rect.width) * width;
-  const y = ((clientY - rect.top) / rect.height) * height;
+/**
+ * The part of the image shown on the canvas: zoom z >= 1 (1 = the whole image) around the
+ * centre (cx, cy) in image pixels. Returns {x, y, w, h}: the visible image rectangle.
+ */
+export function viewRect(view, width, height) {
+  const z = view ? Math.max(1, view.z) : 1;
+  const w = width / z;
+  const h = height / z;
+  const cx = view ? view.cx : width / 2;
+  const cy = view ? view.cy : height / 2;
+  return {
+    x: Math.min(Math.max(cx - w / 2, 0), width - w),
+    y: Math.min(Math.max(cy - h / 2, 0), height - h),
+    w,
+    h,
+  };
+}
+
+/**
+ * A point on an element (client coords) -> continuous image pixel coords, clamped inside.
+ * `view` (optional): the zoom/pan state (see viewRect).
+ */
+export function clientToImage(clientX, clientY, rect, width, height, view = null) {
+  const v = viewRect(view, width, height);
+  const x = v.x + ((clientX - rect.left) / rect.width) * v.w;
+  const y = v.y + ((clientY - rect.top) / rect.height) * v.h;
   return {
     x: Math.min(Math.max(x, 0), width),
     y: Math.min(Math.max(y, 0), height),
   };
 }
 
-/** Image pixel coords -> canvas pixel coords for a canvas of (cw, ch) showing the image. */
-export function imageToCanvas(x, y, width, height, cw, ch) {
-  return { x: (x * cw) / width, y: (y * ch) / height };
+/** Image pixel coords -> canvas pixel coords for a canvas of (cw, ch) showing `view`. */
+export function imageToCanvas(x, y, width, height, cw, ch, view = null) {
+  const v = viewRect(view, width, height);
+  return { x: ((x - v.x) * cw) / v.w, y: ((y - v.y) * ch) / v.h };
 }
 
 /**
@@ -95,20 +118,39 @@ export function axisTable(outSize, inSize, scale) {
   return { i0, i1, w1 };
 }
 
+/** One display axis of a view: bilinear table into the low-res frame + nearest image pixel. */
+function viewAxis(out, size, start, span, lowPerPixel) {
+  const t = axisTable(out, LOW_RES, 0);
+  const px = new Int32Array(out);
+  for (let d = 0; d < out; d++) {
+    const x = start + ((d + 0.5) * span) / out; // image coordinate of the display pixel centre
+    px[d] = Math.min(size - 1, Math.max(0, Math.floor(x)));
+    let src = x * lowPerPixel - 0.5;
+    if (src < 0) src = 0;
+    let a = Math.floor(src);
+    if (a > LOW_RES - 1) a = LOW_RES - 1;
+    t.i0[d] = a;
+    t.i1[d] = a < LOW_RES - 1 ? a + 1 : a;
+    t.w1[d] = src - a;
+  }
+  t.px = px;
+  return t;
+}
+
 /**
- * Tables that sample the low-res logits at the centre of each display pixel, for an image of
- * (width, height) shown at (dw, dh): the image occupies the top-left (rw/4 x rh/4) part of the
- * 256x256 frame, so one bilinear step maps the cropped region straight to the display.
- * Computed once per image and display size; every decode reuses them.
+ * Tables that sample the low-res logits (bilinear) and image-resolution layers (nearest) at
+ * the centre of each display pixel, for an image of (width, height) whose `view` is shown at
+ * (dw, dh). The image occupies the top-left (rw/4 x rh/4) part of the 256x256 frame, so one
+ * bilinear step maps it straight to the display. Built once per image, size and view; every
+ * decode reuses them.
  */
-export function displayTables(width, height, dw, dh) {
+export function displayTables(width, height, dw, dh, view = null) {
   const [rw, rh] = resizedSize(width, height);
-  const cropW = (rw * LOW_RES) / MODEL_SIZE;
-  const cropH = (rh * LOW_RES) / MODEL_SIZE;
+  const v = viewRect(view, width, height);
   return {
     width: dw,
     height: dh,
-    x: axisTable(dw, LOW_RES, cropW / dw),
-    y: axisTable(dh, LOW_RES, cropH / dh),
+    x: viewAxis(dw, width, v.x, v.w, (rw * LOW_RES) / MODEL_SIZE / width),
+    y: viewAxis(dh, height, v.y, v.h, (rh * LOW_RES) / MODEL_SIZE / height),
   };
 }

@@ -67,11 +67,10 @@ function resize(src, inW, inH, outW, outH, scaleX, scaleY) {
 
 /**
  * The official post-processing, as decoding.upscale_logits: bilinear 256 -> 1024, crop the
- * unpadded (rw x rh) part, then bilinear to the image size, threshold at 0. Instead of
- * materialising the image-size mask it walks it column by column (Fortran order, as
- * pycocotools) and returns the uncompressed COCO RLE: {size: [h, w], counts, area, bbox}.
+ * unpadded (rw x rh) part, then bilinear to the image size, threshold at 0. Returns the binary
+ * mask at image resolution (Uint8Array, row-major, width x height).
  */
-export function imageMaskRle(logits, width, height) {
+export function imageMask(logits, width, height) {
   const [rw, rh] = resizedSize(width, height);
   // Stage 1: only the cropped part of the 1024 frame is needed.
   const s1 = LOW_RES / MODEL_SIZE;
@@ -91,26 +90,41 @@ export function imageMaskRle(logits, width, height) {
       mid[y * rw + x] = (1 - wy) * top + wy * bot;
     }
   }
-  // Stage 2: (rw x rh) -> (width x height), emitted column-major.
+  // Stage 2: (rw x rh) -> (width x height).
   const tx = axisTable(width, rw, rw / width);
   const ty = axisTable(height, rh, rh / height);
+  const out = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    const r0 = ty.i0[y] * rw;
+    const r1 = ty.i1[y] * rw;
+    const wy = ty.w1[y];
+    const row = y * width;
+    for (let x = 0; x < width; x++) {
+      const c0 = tx.i0[x];
+      const c1 = tx.i1[x];
+      const wx = tx.w1[x];
+      const top = (1 - wx) * mid[r0 + c0] + wx * mid[r0 + c1];
+      const bot = (1 - wx) * mid[r1 + c0] + wx * mid[r1 + c1];
+      if ((1 - wy) * top + wy * bot > 0) out[row + x] = 1;
+    }
+  }
+  return out;
+}
+
+/**
+ * A row-major binary mask -> uncompressed COCO RLE walked column by column (Fortran order, as
+ * pycocotools): {size: [h, w], counts, area, bbox}.
+ */
+export function maskRle(mask, width, height) {
   const enc = new RunEncoder();
   let x0 = width;
   let y0 = height;
   let x1 = -1;
   let y1 = -1;
   for (let x = 0; x < width; x++) {
-    const c0 = tx.i0[x];
-    const c1 = tx.i1[x];
-    const wx = tx.w1[x];
     let colHit = false;
     for (let y = 0; y < height; y++) {
-      const r0 = ty.i0[y] * rw;
-      const r1 = ty.i1[y] * rw;
-      const wy = ty.w1[y];
-      const top = (1 - wx) * mid[r0 + c0] + wx * mid[r0 + c1];
-      const bot = (1 - wx) * mid[r1 + c0] + wx * mid[r1 + c1];
-      const on = (1 - wy) * top + wy * bot > 0;
+      const on = mask[y * width + x] !== 0;
       enc.push(on);
       if (on) {
         colHit = true;
@@ -129,6 +143,36 @@ export function imageMaskRle(logits, width, height) {
   return { size: [height, width], counts, area, bbox };
 }
 
+/** Chosen low-res logits -> the image-size mask as uncompressed COCO RLE (see maskRle). */
+export function imageMaskRle(logits, width, height) {
+  return maskRle(imageMask(logits, width, height), width, height);
+}
+
+/** Logit given to mask_input for pixels inside (+) and outside (-) a binary mask. */
+export const MASK_INPUT_LOGIT = 10;
+
+/**
+ * A binary image-resolution mask (an accepted mask being edited) -> mask_input logits
+ * [256 x 256]: each low-res cell samples the mask at its centre (nearest pixel); cells in the
+ * padding are outside. Same as replay.mask_input_from_binary.
+ */
+export function maskInputFromBinary(mask, width, height) {
+  const [rw, rh] = resizedSize(width, height);
+  const out = new Float32Array(LOW_RES * LOW_RES);
+  const cell = MODEL_SIZE / LOW_RES;
+  for (let v = 0; v < LOW_RES; v++) {
+    const fy = (v + 0.5) * cell;
+    const iy = Math.min(height - 1, Math.floor((fy * height) / rh));
+    for (let u = 0; u < LOW_RES; u++) {
+      const fx = (u + 0.5) * cell;
+      let on = false;
+      if (fx < rw && fy < rh) on = mask[iy * width + Math.min(width - 1, Math.floor((fx * width) / rw))] !== 0;
+      out[v * LOW_RES + u] = on ? MASK_INPUT_LOGIT : -MASK_INPUT_LOGIT;
+    }
+  }
+  return out;
+}
+
 /** Image-resolution logits [height * width] row-major, for tests and replay checks. */
 export function imageLogits(logits, width, height) {
   const [rw, rh] = resizedSize(width, height);
@@ -136,20 +180,4 @@ export function imageLogits(logits, width, height) {
   const crop = new Float32Array(rw * rh);
   for (let y = 0; y < rh; y++) crop.set(full.subarray(y * MODEL_SIZE, y * MODEL_SIZE + rw), y * rw);
   return resize(crop, rw, rh, width, height, rw / width, rh / height);
-}
-
-/**
- * Paint a binary image-resolution mask (row-major Uint8Array, width x height) into a display
- * buffer (Uint32Array dw x dh) by nearest sampling at display pixel centres. Pixels outside
- * the mask are left untouched, so several masks can be layered.
- */
-export function paintBinary(mask, width, height, out, dw, dh, color) {
-  const xs = new Int32Array(dw);
-  for (let dx = 0; dx < dw; dx++) xs[dx] = Math.min(width - 1, Math.floor(((dx + 0.5) * width) / dw));
-  for (let dy = 0; dy < dh; dy++) {
-    const sy = Math.min(height - 1, Math.floor(((dy + 0.5) * height) / dh));
-    const src = sy * width;
-    const row = dy * dw;
-    for (let dx = 0; dx < dw; dx++) if (mask[src + xs[dx]]) out[row + dx] = color;
-  }
 }

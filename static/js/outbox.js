@@ -1,12 +1,22 @@
 // The event outbox: every event is stored (IndexedDB, memory if unavailable) before it is
-// sent and removed only when the server acks it after its commit. Unacked events are resent
-// on every (re)connect and after an ack timeout; the server dedupes on the event UUID, so
-// resending is always safe. Events left by an earlier page load of the same user are resent
-// too.
+// sent and removed only when the server acks it after its commit. Events are sent one at a
+// time in the order they were made (an event may refer to the mask an earlier one created),
+// so a resend never overtakes. Unacked events are resent on every (re)connect and after an
+// ack timeout; the server dedupes on the event UUID, so resending is always safe. Events left
+// by an earlier page load of the same user are resent first.
 
 const DB_NAME = "sam-annotator";
 const STORE = "outbox";
-const RETRY_MS = 5000;
+const RETRY_MS = 3000;
+const HOLD_MAX_MS = 20000; // an event waiting for its decoder latency is sent after this anyway
+
+/** Sort key of a new event: time of creation, high resolution, increasing within a page. */
+let lastOrder = 0;
+function nextOrder() {
+  lastOrder = Math.max(lastOrder + 1e-3, performance.timeOrigin + performance.now());
+  return lastOrder;
+}
+const orderOf = (r) => r.order ?? r.created;
 
 /** A refusal that a resend can cure: the server says so with `retry`, or a database error. */
 function isTransient(ack) {
@@ -90,8 +100,8 @@ export class Outbox {
     this.transport = transport;
     this.owner = owner;
     this.onChange = onChange;
-    this.records = new Map(); // uuid -> {uuid, owner, event, created}
-    this.sending = new Set();
+    this.records = new Map(); // uuid -> {uuid, owner, event, created, order}
+    this.pumping = false;
     this.held = new Set(); // stored, waiting for their decoder latency before sending
     this.acked = 0;
     this.rejected = [];
@@ -109,11 +119,12 @@ export class Outbox {
 
   /**
    * Store the event, then send it. With `hold` (a promise of fields to add, e.g. the decoder
-   * latency) it is stored at once but sent only once `hold` settles; a held event found by
-   * a later page load is sent as stored. Resolves when stored (not when acked).
+   * latency) it is stored at once but sent only once `hold` settles (at most HOLD_MAX_MS);
+   * events after it wait for it. A held event found by a later page load is sent as stored.
+   * Resolves when stored (not when acked).
    */
   async add(event, hold = null) {
-    const rec = { uuid: event.uuid, owner: this.owner, event, created: Date.now() };
+    const rec = { uuid: event.uuid, owner: this.owner, event, created: Date.now(), order: nextOrder() };
     this.records.set(rec.uuid, rec);
     if (hold) this.held.add(rec.uuid);
     this.changed();
@@ -122,7 +133,8 @@ export class Outbox {
       this.flush();
       return;
     }
-    hold
+    const timeout = new Promise((r) => setTimeout(() => r(null), HOLD_MAX_MS));
+    Promise.race([hold, timeout])
       .then((patch) => Object.assign(rec.event, patch || {}))
       .catch(() => {})
       .then(async () => {
@@ -149,30 +161,48 @@ export class Outbox {
     });
   }
 
-  /** Send every stored, not-in-flight event, in sequence order per session. */
-  flush() {
-    if (!this.transport.connected) return;
-    const recs = [...this.records.values()].filter((r) => !this.sending.has(r.uuid) && !this.held.has(r.uuid));
-    recs.sort((a, b) => a.created - b.created || a.event.seq - b.event.seq);
-    for (const rec of recs) this.sendOne(rec);
+  /** The oldest stored event. */
+  first() {
+    let best = null;
+    for (const r of this.records.values()) {
+      if (!best || orderOf(r) < orderOf(best) || (orderOf(r) === orderOf(best) && r.event.seq < best.event.seq)) {
+        best = r;
+      }
+    }
+    return best;
   }
 
+  /** Send the stored events one by one, oldest first; a held event stops the line. */
+  flush() {
+    if (this.pumping || !this.transport.connected) return;
+    this.pump();
+  }
+
+  async pump() {
+    this.pumping = true;
+    try {
+      while (this.transport.connected) {
+        const rec = this.first();
+        if (!rec || this.held.has(rec.uuid)) break;
+        if (!(await this.sendOne(rec))) {
+          this.scheduleRetry();
+          break;
+        }
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Send one event; false when it must be sent again later (timeout, transient refusal). */
   async sendOne(rec) {
-    this.sending.add(rec.uuid);
     let ack = null;
     try {
       ack = await this.transport.send(rec.event);
     } catch (err) {
-      // Timeout or disconnect: keep it, retry later or on reconnect.
-      this.sending.delete(rec.uuid);
-      this.scheduleRetry();
-      return;
+      return false; // timeout or disconnect: kept, resent later or on reconnect
     }
-    this.sending.delete(rec.uuid);
-    if (ack && ack.ok !== true && isTransient(ack)) {
-      this.scheduleRetry(); // not stored, but worth sending again (e.g. database busy)
-      return;
-    }
+    if (ack && ack.ok !== true && isTransient(ack)) return false; // e.g. database busy
     if (!ack || ack.ok !== true) {
       // The server refused it (malformed): resending cannot help. Keep a trace for the UI.
       this.rejected.push({ event: rec.event, error: ack ? ack.error : "no ack" });
@@ -190,6 +220,7 @@ export class Outbox {
     this.ackWaiters.delete(rec.uuid);
     waiters.forEach((r) => r(ack));
     this.changed();
+    return true;
   }
 
   scheduleRetry() {

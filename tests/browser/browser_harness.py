@@ -96,10 +96,15 @@ class Instance:
 
 
 def setup_instance(
-    root: Path, checkpoint: Path, projects: dict[str, list[tuple[str, int, int, tuple]]]
+    root: Path,
+    checkpoint: Path,
+    projects: dict[str, list[tuple[str, int, int, tuple]]],
+    embed: list[str] | None = None,
 ) -> Instance:
     """Database, user `ann`, one project per entry (images: name, w, h, bright rect), the
-    checkpoint imported as the active vit_b model, every project embedded."""
+    checkpoint imported as the active vit_b model, the projects in `embed` (default: all)
+    embedded. A project left out whose images are byte-for-byte images of embedded ones gets
+    their embedding files when the page first asks (no encoder run)."""
     port = free_port()
     env = dict(os.environ)
     env.pop("REDIS_URL", None)
@@ -124,7 +129,7 @@ def setup_instance(
             make_image(folder / fname, w, h, rect)
         inst.cli("images", "import", name, str(folder))
     inst.cli("model", "import", str(checkpoint), "--type", "vit_b", "--name", "vit_b random", "--activate")
-    for name in projects:
+    for name in projects if embed is None else embed:
         inst.cli("embed", name)
     return inst
 

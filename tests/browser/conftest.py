@@ -22,11 +22,12 @@ from browser_harness import (  # noqa: E402
     stop_server,
 )
 
-# Images of the two projects: a landscape and a portrait one, each with a bright rectangle.
-PROJECTS = {
-    "demo": [("landscape.png", 320, 240, (80, 60, 220, 170))],
-    "tall": [("portrait.png", 200, 360, (40, 120, 160, 300))],
-}
+# Images of the projects: a landscape and a portrait one, each with a bright rectangle. "nav"
+# (next / previous / skip) holds both again: same bytes, so their embeddings are reused.
+LANDSCAPE = ("landscape.png", 320, 240, (80, 60, 220, 170))
+PORTRAIT = ("portrait.png", 200, 360, (40, 120, 160, 300))
+PROJECTS = {"demo": [LANDSCAPE], "tall": [PORTRAIT], "nav": [LANDSCAPE, PORTRAIT]}
+EMBED = ["demo", "tall"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,7 +43,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory, vit_b_checkpoint: Path) -> Iterator[Instance]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} not installed (make chromium)")
-    inst = setup_instance(tmp_path_factory.mktemp("browser-server"), vit_b_checkpoint, PROJECTS)
+    inst = setup_instance(tmp_path_factory.mktemp("browser-server"), vit_b_checkpoint, PROJECTS, EMBED)
     print("set-up seconds:", inst.timings)
     start_server(inst)
     yield inst
@@ -59,6 +60,13 @@ def browser(server: Instance):  # noqa: ANN201
         b.close()
 
 
+def _unexpected(response) -> bool:  # noqa: ANN001
+    """An HTTP error the page did not ask for: not the favicon, not "no images left"."""
+    if response.status < 400 or response.url.endswith("/favicon.ico"):
+        return False
+    return not (response.status == 404 and response.url.endswith("/next"))
+
+
 @pytest.fixture
 def page(browser, server: Instance):  # noqa: ANN001, ANN201
     """A logged-in page in a fresh context; console errors are collected on page.errors."""
@@ -73,14 +81,7 @@ def page(browser, server: Instance):  # noqa: ANN001, ANN201
             else None
         ),
     )
-    pg.on(
-        "response",
-        lambda r: (
-            pg.errors.append(f"HTTP {r.status} {r.url}")
-            if r.status >= 400 and not r.url.endswith("/favicon.ico")
-            else None
-        ),
-    )
+    pg.on("response", lambda r: pg.errors.append(f"HTTP {r.status} {r.url}") if _unexpected(r) else None)
     pg.on("pageerror", lambda e: pg.errors.append(str(e)))
     login(pg, server.base_url)
     yield pg

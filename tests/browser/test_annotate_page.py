@@ -4,19 +4,27 @@ events and the mask in the database; the browser's masks match the Python decodi
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 from browser_harness import Instance, body_data, wait_ready
+from page_helpers import (
+    accept,
+    clean_project,
+    click_image,
+    events_of,
+    iou,
+    open_annotate,
+    painted_pixels,
+    python_mask,
+    stored_mask,
+)
 from pycocotools import mask as mask_utils
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from annotator_backend.decoding import OnnxDecoder, Prompt, mask_from_logits, upscale_logits
-from annotator_backend.embeddings import load_embedding
-from annotator_backend.model_registry import ensure_onnx
-from annotator_backend.models import AnnotationSession, Embedding, Event, Image, Mask, ModelVersion
+from annotator_backend.decoding import upscale_logits
+from annotator_backend.models import Event
 
 
 @pytest.fixture(scope="module")
@@ -26,105 +34,8 @@ def engine(server: Instance):  # noqa: ANN201
     eng.dispose()
 
 
-def open_annotate(page, server: Instance, project: str) -> dict:  # noqa: ANN001
-    page.goto(f"{server.base_url}/projects/{server.projects[project]}/annotate")
-    wait_ready(page)
-    image_id = int(body_data(page, "imageId"))
-    with Session(create_engine(server.db_url)) as s:
-        img = s.get(Image, image_id)
-        return {"id": img.id, "w": img.width, "h": img.height}
-
-
-def click_image(page, img: dict, x: float, y: float, button: str = "left", shift: bool = False) -> tuple:  # noqa: ANN001
-    """Click the displayed image at (about) image pixel (x, y); returns the exact image
-    coordinates of the click, computed from the integer display offset that was clicked."""
-    box = page.locator("[data-testid=canvas]").bounding_box()
-    px = round(x * box["width"] / img["w"])
-    py = round(y * box["height"] / img["h"])
-    before = int(body_data(page, "decodeCount") or 0)
-    if shift:
-        page.keyboard.down("Shift")
-    page.mouse.click(box["x"] + px, box["y"] + py, button=button)
-    if shift:
-        page.keyboard.up("Shift")
-    page.wait_for_function(f"Number(document.body.dataset.decodeCount || 0) > {before}", timeout=30000)
-    return px * img["w"] / box["width"], py * img["h"] / box["height"]
-
-
-def painted_pixels(page, testid: str) -> int:  # noqa: ANN001
-    return page.evaluate(
-        """(id) => {
-            const c = document.querySelector(`[data-testid=${id}]`) || document.getElementById(id);
-            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-            let n = 0;
-            for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
-            return n;
-        }""",
-        testid,
-    )
-
-
-def accept(page) -> int:  # noqa: ANN001
-    """Press Enter, wait for the server's ack of the mask; returns its mask id."""
-    before = body_data(page, "lastMaskId")
-    page.keyboard.press("Enter")
-    page.wait_for_function(
-        "(b) => document.body.dataset.lastMaskId && document.body.dataset.lastMaskId !== b"
-        " && document.body.dataset.pendingEvents === '0'",
-        arg=before,
-        timeout=30000,
-    )
-    return int(body_data(page, "lastMaskId"))
-
-
-def python_mask(engine, image_id: int, steps: list[tuple[list, list]]) -> np.ndarray:  # noqa: ANN001
-    """The mask decoding.py gives for the same prompt steps, decoder and embedding."""
-    with Session(engine) as s:
-        img = s.get(Image, image_id)
-        mv = s.scalars(select(ModelVersion).where(ModelVersion.is_active)).one()
-        emb = s.scalars(
-            select(Embedding).where(Embedding.image_id == image_id, Embedding.model_version_id == mv.id)
-        ).one()
-        dec = OnnxDecoder(ensure_onnx(mv))
-        embedding = load_embedding(Path(emb.path))
-        w, h = img.width, img.height
-    prev = None
-    for points, labels in steps:
-        prev, _, _ = dec.predict(embedding, Prompt(points=points, labels=labels), w, h, prev)
-    return mask_from_logits(prev, w, h)
-
-
-def stored_mask(engine, mask_id: int) -> tuple[Mask, np.ndarray]:  # noqa: ANN001
-    with Session(engine) as s:
-        m = s.get(Mask, mask_id)
-        img = s.get(Image, m.image_id)
-        s.expunge(m)
-    rle = {"size": [img.height, img.width], "counts": m.rle_counts.encode()}
-    return m, mask_utils.decode(rle).astype(bool)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
-def events_of(engine, page, type_: str | None = None) -> list[Event]:  # noqa: ANN001
-    """Events of the page's annotation session, in sequence order."""
-    query = (
-        select(Event)
-        .join(AnnotationSession, AnnotationSession.id == Event.session_id)
-        .where(AnnotationSession.client_id == body_data(page, "session"))
-        .order_by(Event.seq)
-    )
-    if type_:
-        query = query.where(Event.type == type_)
-    with Session(engine) as s:
-        rows = list(s.scalars(query))
-        s.expunge_all()
-    return rows
-
-
 def test_click_accept_landscape(page, server: Instance, engine) -> None:  # noqa: ANN001
+    clean_project(engine, server, "demo")
     img = open_annotate(page, server, "demo")
     assert (img["w"], img["h"]) == (320, 240)
     assert body_data(page, "decoderBackend") in ("wasm", "webgpu")
@@ -140,13 +51,14 @@ def test_click_accept_landscape(page, server: Instance, engine) -> None:  # noqa
     c = clicks[0]
     assert abs(c.payload["x"] - x) <= 1 and abs(c.payload["y"] - y) <= 1, (c.payload, x, y)
     assert abs(c.payload["x"] - 150.3) <= 1 and abs(c.payload["y"] - 110.7) <= 1
-    assert c.payload["label"] == 1 and c.seq == 0 and c.decoder_ms is not None and c.decoder_ms > 0
+    assert c.payload["label"] == 1 and c.seq == 1 and c.decoder_ms is not None and c.decoder_ms > 0
+    assert events_of(engine, page)[0].type == "image_open"
 
     m, stored = stored_mask(engine, mask_id)
     assert stored.shape == (240, 320) and m.area == int(stored.sum()) > 0
     assert m.clicks == 1 and m.active_ms >= 0
     accepts = events_of(engine, page, "accept")
-    assert [(e.seq, e.mask_id) for e in accepts] == [(1, mask_id)]
+    assert [(e.seq, e.mask_id) for e in accepts] == [(2, mask_id)]
     expected = python_mask(engine, img["id"], [([(c.payload["x"], c.payload["y"])], [1])])
     assert iou(stored, expected) >= 0.99
 
@@ -158,6 +70,7 @@ def test_click_accept_landscape(page, server: Instance, engine) -> None:  # noqa
 
 
 def test_portrait_negative_point(page, server: Instance, engine) -> None:  # noqa: ANN001
+    clean_project(engine, server, "tall")
     img = open_annotate(page, server, "tall")
     assert (img["w"], img["h"]) == (200, 360)
     box = page.locator("[data-testid=canvas]").bounding_box()
@@ -172,7 +85,7 @@ def test_portrait_negative_point(page, server: Instance, engine) -> None:  # noq
     assert [c.payload["label"] for c in clicks] == [1, 0, 0]
     for c, (x, y) in zip(clicks, [(x1, y1), (x2, y2), (x3, y3)], strict=True):
         assert abs(c.payload["x"] - x) <= 1 and abs(c.payload["y"] - y) <= 1
-    assert [c.seq for c in clicks] == [0, 1, 2]
+    assert [c.seq for c in clicks] == [1, 2, 3]
 
     _, stored = stored_mask(engine, mask_id)
     assert stored.shape == (360, 200)
@@ -190,20 +103,27 @@ def test_undo_redo_clear_and_help(page, server: Instance, engine) -> None:  # no
     )
     assert prevented
     click_image(page, img, 120.0, 90.0)
-    assert int(body_data(page, "maskArea")) > 0
-    page.keyboard.press("m")  # next multimask candidate (logged)
+    first = int(body_data(page, "maskArea"))
+    assert first > 0
+    page.keyboard.press("m")  # next multimask candidate (logged, undoable)
     area = int(body_data(page, "maskArea"))
-    page.keyboard.press("Control+z")
+    page.keyboard.press("Control+z")  # undoes the choice
+    page.wait_for_function(f"document.body.dataset.maskArea === '{first}'")
+    page.keyboard.press("Control+z")  # undoes the click
     page.wait_for_function("document.body.dataset.maskArea === '0'")
     page.keyboard.press("Control+Shift+z")
+    page.keyboard.press("Control+y")
     page.wait_for_function(f"document.body.dataset.maskArea === '{area}'")
     page.keyboard.press("Escape")
     page.wait_for_function("document.body.dataset.maskArea === '0'")
     page.wait_for_function("document.body.dataset.pendingEvents === '0'")
     events = events_of(engine, page)
-    assert [e.type for e in events] == ["click", "multimask_choice", "undo", "redo", "clear"]
-    assert events[1].payload["index"] in (1, 2, 3)
-    assert [e.seq for e in events] == [0, 1, 2, 3, 4]
+    types = ["image_open", "click", "multimask_choice", "undo", "undo", "redo", "redo", "clear"]
+    assert [e.type for e in events] == types
+    click, choice = events[1], events[2]
+    assert choice.payload["index"] in (1, 2, 3) and choice.payload["target"] == click.uuid
+    assert [e.payload["target"] for e in events[3:7]] == [choice.uuid, click.uuid, click.uuid, choice.uuid]
+    assert [e.seq for e in events] == list(range(8))
 
     # Number keys pick categories; the help overlay lists every shortcut.
     page.keyboard.press("2")
@@ -214,14 +134,31 @@ def test_undo_redo_clear_and_help(page, server: Instance, engine) -> None:  # no
     for key in (
         "Left click",
         "Right click",
+        "Left drag",
         "Enter",
+        "Shift + Enter",
         "Esc",
         "Ctrl + Z",
         "Ctrl + Shift + Z",
         "1 … 9",
+        "M",
+        "B",
+        "E",
+        "[ / ]",
+        "Alt + click",
+        "Delete",
+        "Wheel / + / -",
+        "Space + drag",
+        "N",
+        "Shift + N",
+        "S",
+        "T",
         "? / H",
+        "Brush and eraser vs the model",
+        "Overlap",
+        "30 s",
     ):
-        assert key in help_text
+        assert key in help_text, key
     page.keyboard.press("Escape")
     assert page.locator("#help-overlay").is_hidden()
 
@@ -288,7 +225,7 @@ def test_outbox_resends_stored_events_once(page, server: Instance, engine) -> No
         page.reload()
         wait_ready(page)
         page.wait_for_function("document.body.dataset.pendingEvents === '0'", timeout=30000)
-        assert int(body_data(page, "ackedEvents")) == 1
+        assert int(body_data(page, "ackedEvents")) == 2  # that event and this page's image_open
         with Session(engine) as s:
             rows = list(s.scalars(select(Event).where(Event.uuid == event[1])))
         assert len(rows) == 1 and rows[0].payload == {"x": 12.5, "y": 20.25, "label": 1}
