@@ -29,7 +29,8 @@ from segment_anything.modeling import Sam
 from .decoding import OnnxDecoder, Prompt, mask_from_logits
 from .onnx_export import export_decoder
 
-# Measured on GrabCut and Berkeley with the bootstrap model (see bootstrap/MODEL_CARD.md).
+# Feeding the previous logits back measured better with the bootstrap model (GrabCut mIoU@3 0.591
+# against 0.560, NoC@90 18.94 against 19.22; bootstrap/MODEL_CARD.md), and the browser does it too.
 DEFAULT_FEED_MASK = True
 
 

@@ -33,6 +33,7 @@ from annotator_backend.training import (  # noqa: E402
     load_samples,
     train,
 )
+from annotator_backend.training.warmup import prompt_warmup  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
 TRAIN_SETS = ("coco128_panoptic", "davis345", "coco_mval")
@@ -77,16 +78,34 @@ def evaluate_weights(path: Path, sets: list[str], limit: int | None, ckpt_dir: P
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=65.0, help="training-time budget (summed over resumes)")
+    ap.add_argument("--minutes", type=float, default=57.0, help="training-time budget (summed over resumes)")
     ap.add_argument("--steps", type=int, default=None, help="step budget (optional)")
     ap.add_argument("--ckpt-dir", type=Path, default=Path("/work/checkpoints/bootstrap"))
-    ap.add_argument("--crop", type=int, default=448)
+    ap.add_argument("--crop", type=int, default=512, help="training frame side (multiple of 64)")
+    ap.add_argument(
+        "--windows", action="store_true", help="train on windows of the 1024 frame, not whole frames"
+    )
     ap.add_argument("--batch", type=int, default=2, help="images per step")
     ap.add_argument("--masks", type=int, default=3, help="masks per image per step")
     ap.add_argument("--grad-passes", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--alpha", type=float, default=0.5, help="focal loss alpha")
+    ap.add_argument(
+        "--prompt-warmup-steps", type=int, default=250, help="fresh runs: decoder warm-up on blank frames"
+    )
+    ap.add_argument(
+        "--init-encoder",
+        type=Path,
+        default=None,
+        help="fresh runs: image encoder weights from this checkpoint",
+    )
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="fresh runs: start from this whole-model state dict (e.g. an earlier bootstrap_v1.pt)",
+    )
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     ap.add_argument("--limit", type=int, default=None, help="images per training set (pilots)")
@@ -114,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             ", ".join(TRAIN_SETS),
             time.time() - t,
         )
-        aug = AugmentConfig(crop=args.crop, gt_res=args.crop // 2, max_masks=args.masks)
+        aug = AugmentConfig(
+            crop=args.crop, gt_res=args.crop // 2, max_masks=args.masks, full_frame=not args.windows
+        )
         cfg = TrainConfig(
             mode="full",
             minutes=args.minutes,
@@ -128,7 +149,28 @@ def main(argv: list[str] | None = None) -> int:
             align_init=True,
         )
         log.info("config %s %s argv %s", aug, cfg, sys.argv)
-        summary = train(build_bootstrap_sam(), CropDataset(samples, aug), cfg)
+        sam = build_bootstrap_sam()
+        if not (args.ckpt_dir / "last.pt").is_file() and args.init is not None:  # continue a model
+            sam.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+            cfg.align_init = False
+            log.info("whole model initialised from %s", args.init)
+        elif not (args.ckpt_dir / "last.pt").is_file():  # a fresh run: optional encoder init, prompt warm-up
+            if args.init_encoder is not None:
+                state = torch.load(args.init_encoder, map_location="cpu", weights_only=False)
+                state = state.get("ema") or state.get("model") or state
+                enc = {
+                    k[len("image_encoder.") :]: v for k, v in state.items() if k.startswith("image_encoder.")
+                }
+                sam.image_encoder.load_state_dict(enc)
+                log.info("image encoder initialised from %s", args.init_encoder)
+            if args.prompt_warmup_steps > 0:
+                t = time.time()
+                stats = prompt_warmup(sam, steps=args.prompt_warmup_steps)
+                log.info(
+                    "prompt warm-up: %d steps in %.0fs, %s", args.prompt_warmup_steps, time.time() - t, stats
+                )
+                cfg.align_init = False  # the warm-up already did it, and trained from there
+        summary = train(sam, CropDataset(samples, aug), cfg)
         log.info("finished: %s", json.dumps(summary))
     out = export_weights(args.ckpt_dir, args.out)
     if not args.no_eval:

@@ -17,8 +17,9 @@ import torch
 from annotator_backend.onnx_export import DecoderOnnxModel
 from annotator_backend.sam_factory import build_bootstrap_sam
 from annotator_backend.training import AugmentConfig, CropDataset, Sample, SessionConfig, TrainConfig, train
-from annotator_backend.training.data import folder_samples
+from annotator_backend.training.data import SyntheticShapes, folder_samples
 from annotator_backend.training.embeddings import EmbeddingDataset
+from annotator_backend.training.loop import align_attention_init
 from annotator_backend.training.losses import mask_losses, min_over_candidates
 from annotator_backend.training.simulate import (
     BOX_BR,
@@ -162,6 +163,21 @@ def test_crop_dataset_items() -> None:
         assert set(item["masks"].unique().tolist()) <= {0.0, 1.0}
 
 
+def test_full_frame_items_and_synthetic_shapes() -> None:
+    cfg = AugmentConfig(crop=64, gt_res=32, max_masks=2, full_frame=True)
+    item = CropDataset(synthetic_samples(), cfg, seed=2)[0]
+    assert item["offset"].tolist() == [0, 0] and bool(item["frame"])
+    syn = SyntheticShapes(length=4, crop=64, gt_res=32, max_masks=3)[1]
+    assert syn["image"].shape == (3, 64, 64) and syn["masks"].shape == (3, 32, 32) and syn["valid"].any()
+
+
+def test_align_attention_init_ties_query_and_key() -> None:
+    sam = build_bootstrap_sam()
+    align_attention_init(sam)
+    attn = sam.mask_decoder.transformer.layers[0].cross_attn_image_to_token
+    assert torch.equal(attn.q_proj.weight, attn.k_proj.weight)
+
+
 def _tiny_cfg(tmp: Path, steps: int, **kw) -> TrainConfig:
     return TrainConfig(
         steps=steps,
@@ -177,7 +193,7 @@ def _tiny_cfg(tmp: Path, steps: int, **kw) -> TrainConfig:
 
 def test_train_step_checkpoints_and_resumes(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    ds = CropDataset(synthetic_samples(), AugmentConfig(crop=64, gt_res=32, max_masks=2))
+    ds = CropDataset(synthetic_samples(), AugmentConfig(crop=64, gt_res=32, max_masks=2, full_frame=True))
     seen = []
     sam = build_bootstrap_sam()
     before = sam.image_encoder.stem[0][0].weight.clone()

@@ -96,6 +96,12 @@ class AugmentConfig:
     paste: float = 0.35  # probability of pasting one object of another image
     paste_size: tuple[float, float] = (0.15, 0.6)  # pasted object's longest side / S
     min_area: float = 0.002  # masks under this fraction of the window are dropped
+    # full_frame: the window is a whole (smaller) 1024 frame: the image's longest side is S times a
+    # zoom, the window sits at offset 0 and the decoder sees the frame's positional encoding at
+    # S/16 cells (see simulate.run_session). A from-scratch decoder learns to localise prompts
+    # this way; on windows at random offsets it did not (pilot: no progress in 125 steps).
+    full_frame: bool = False
+    zoom: tuple[float, float] = (1.0, 2.0)  # full_frame: log-uniform zoom of the image in the frame
     extra: dict = field(default_factory=dict)
 
 
@@ -172,8 +178,9 @@ class CropDataset(torch.utils.data.Dataset):
             masks = [m[:, ::-1] for m in masks]
         h, w = image.shape[:2]
         S = cfg.crop
-        base = 1024.0 / max(h, w)
-        scale = base * math.exp(rng.uniform(math.log(cfg.scale_range[0]), math.log(cfg.scale_range[1])))
+        lo, hi = cfg.zoom if cfg.full_frame else cfg.scale_range
+        base = (S if cfg.full_frame else 1024.0) / max(h, w)
+        scale = base * math.exp(rng.uniform(math.log(lo), math.log(hi)))
         sw, sh = w * scale, h * scale
         m = masks[rng.randrange(len(masks))] if masks else None
         if m is not None and m.any() and rng.random() < cfg.object_centred:
@@ -204,14 +211,17 @@ class CropDataset(torch.utils.data.Dataset):
         for i, g in enumerate(gts):
             out_masks[i] = g
         img_t = normalize(crop) * torch.from_numpy(valid_area.copy())[None]
-        ox = min(int(x0) // 16 * 16, 1024 - S)
-        oy = min(int(y0) // 16 * 16, 1024 - S)
-        return {
+        ox = 0 if cfg.full_frame else min(int(x0) // 16 * 16, 1024 - S)
+        oy = 0 if cfg.full_frame else min(int(y0) // 16 * 16, 1024 - S)
+        item = {
             "image": img_t,
             "masks": torch.from_numpy(out_masks),
             "valid": torch.arange(K) < len(gts),
             "offset": torch.tensor([ox, oy], dtype=torch.long),
         }
+        if cfg.full_frame:
+            item["frame"] = torch.tensor(True)
+        return item
 
     @staticmethod
     def _mask_window(m: np.ndarray, box: tuple[float, float, float, float], R: int) -> np.ndarray:

@@ -93,7 +93,14 @@ class SessionModel(nn.Module):
             else:
                 emb = self.sam.image_encoder(batch["image"]).float()
             return run_session(
-                self.sam, emb, batch["masks"], batch["valid"], batch["offset"], self.session, self.rng
+                self.sam,
+                emb,
+                batch["masks"],
+                batch["valid"],
+                batch["offset"],
+                self.session,
+                self.rng,
+                full_frame="frame" in batch,
             )
 
 

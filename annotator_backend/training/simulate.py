@@ -42,6 +42,10 @@ class SessionConfig:
     # focal weight of object pixels (1 - alpha for background): 0.5, since 0.25 kept a from-scratch
     # decoder predicting empty masks far longer in a pilot (box prompts, 300 steps)
     focal_alpha: float = 0.5
+    # probability a mask's session sees a blank image embedding: only its prompts then tell where
+    # the object is. A from-scratch decoder otherwise settles on prompt-independent saliency (a
+    # pilot's outputs were identical for box and point prompts after 340 steps).
+    blind_prob: float = 0.25
 
 
 def embed_points(sam: Sam, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -196,6 +200,7 @@ def run_session(
     offsets: torch.Tensor,
     cfg: SessionConfig,
     rng: random.Random,
+    full_frame: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Simulate a session for every valid mask of a batch and return the mean loss.
 
@@ -211,10 +216,19 @@ def run_session(
         return emb.sum() * 0.0, {"iou_first": 0.0, "iou_last": 0.0, "masks": 0}
     gt = masks[img_idx, k_idx]  # [M, R, R]
     gt_low = (F.adaptive_avg_pool2d(gt[:, None], L)[:, 0] > 0.5) if gt.shape[-1] != L else gt > 0.5
-    pos = window_pe(sam, offsets, E)[img_idx]
-    off = offsets[img_idx].to(torch.float32)[:, None, :]  # [M, 1, 2]
+    if full_frame:  # the window is a whole frame at S/16 cells: its PE spans the 1024 frame
+        pos = sam.prompt_encoder.pe_layer((E, E))[None].expand(M, -1, -1, -1)
+        off = torch.zeros(M, 1, 2)
+        to_frame = 1024.0 / crop
+    else:
+        pos = window_pe(sam, offsets, E)[img_idx]
+        off = offsets[img_idx].to(torch.float32)[:, None, :]  # [M, 1, 2]
+        to_frame = 1.0
+    src = emb[img_idx]
+    if cfg.blind_prob > 0 and torch.is_grad_enabled():
+        src = src * (torch.rand(M) >= cfg.blind_prob).to(src.dtype).view(M, 1, 1, 1)
     first_xy, first_lab, is_box = first_prompts(gt, crop, cfg, rng)
-    first_xy = first_xy + off
+    first_xy = first_xy * to_frame + off
     click_xy, click_lab = torch.zeros(M, 0, 2), torch.zeros(M, 0)
     n_pass = 1 + cfg.clicks + cfg.refine
     if cfg.grad_passes <= 0 or cfg.grad_passes >= n_pass:
@@ -228,14 +242,14 @@ def run_session(
         if 1 <= t <= cfg.clicks:
             assert prev is not None
             c, lab = next_clicks(prev[:, 0] > 0, gt_low, crop, cfg.interior_click, rng)
-            click_xy = torch.cat([click_xy, c[:, None] + off], 1)
+            click_xy = torch.cat([click_xy, c[:, None] * to_frame + off], 1)
             click_lab = torch.cat([click_lab, lab[:, None]], 1)
         coords, labels = prompt_tokens(first_xy, first_lab, click_xy, click_lab, is_box)
         with torch.set_grad_enabled(t in grad_at and torch.is_grad_enabled()):
             sparse = embed_points(sam, coords, labels)
             has = (torch.rand(M) >= cfg.drop_mask_input).float() if prev is not None else torch.zeros(M)
             dense = embed_masks(sam, prev, has, E)
-            logits, iou_pred = decode(sam, emb[img_idx], pos, sparse, dense)
+            logits, iou_pred = decode(sam, src, pos, sparse, dense)
             logits, iou_pred = logits.float(), iou_pred.float()
             if t == 0:
                 multi, multi_iou = min_over_candidates(logits[:, 1:], iou_pred[:, 1:], gt, cfg.focal_alpha)
