@@ -11,12 +11,12 @@ import numpy as np
 from sqlalchemy import select
 
 from .accounts import AccountError, add_user, find_user
+from .archs import ARCHS, CheckpointError
 from .config import Settings, load_settings
 from .db import session_scope, upgrade
 from .images import ImageError
 from .models import ModelVersion
 from .projects import ProjectError, add_member, create_project, find_project
-from .sam_factory import ARCHS, CheckpointError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 

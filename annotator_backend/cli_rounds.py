@@ -7,11 +7,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .archs import ARCHS
 from .cli import CliError
 from .config import Settings
 from .db import session_scope
 from .projects import find_project
-from .sam_factory import ARCHS
 
 
 def _promote_and_wait(settings: Settings, version_id: int) -> dict:

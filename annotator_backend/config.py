@@ -18,6 +18,8 @@ class Settings:
     redis_url: str | None
     secret_key: str
     port: int
+    decoder_quantized: bool = False  # serve the dynamically quantized decoder (DECODER_QUANTIZED=1)
+    encoder_precision: str = "auto"  # auto | bf16 | fp32 (fast_encoder.resolve_precision)
 
     @property
     def images_dir(self) -> Path:
@@ -33,7 +35,8 @@ class Settings:
 
 
 def load_settings() -> Settings:
-    """Build settings from `ANNOTATOR_DATA_DIR`, `DATABASE_URL`, `REDIS_URL`, `SECRET_KEY`, `PORT`."""
+    """Settings from `ANNOTATOR_DATA_DIR`, `DATABASE_URL`, `REDIS_URL`, `SECRET_KEY`, `PORT`,
+    `ENCODER_PRECISION`, `DECODER_QUANTIZED`."""
     data_dir = Path(os.environ.get("ANNOTATOR_DATA_DIR", REPO_ROOT / "instance" / "data")).resolve()
     default_db = f"sqlite:///{data_dir.parent / 'annotator.sqlite3'}"
     return Settings(
@@ -42,6 +45,8 @@ def load_settings() -> Settings:
         redis_url=os.environ.get("REDIS_URL") or None,
         secret_key=os.environ.get("SECRET_KEY") or _persistent_secret(data_dir),
         port=int(os.environ.get("PORT", "5000")),
+        decoder_quantized=os.environ.get("DECODER_QUANTIZED", "").strip().lower() in ("1", "true", "yes"),
+        encoder_precision=os.environ.get("ENCODER_PRECISION", "auto"),
     )
 
 

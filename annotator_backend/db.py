@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,9 +18,13 @@ def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL mode, foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
+        pool: dict[str, int] = {}
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            # Connections are cheap; a pool smaller than the server's concurrent handlers makes
+            # some wait on it, and a waiter can lose the race for seconds (QueuePool barges).
+            pool = {"pool_size": 20, "max_overflow": 60}
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
@@ -43,6 +48,22 @@ def _factory(url: str) -> sessionmaker[Session]:
 def session_factory(url: str) -> sessionmaker[Session]:
     """One cached session factory (and engine) per database URL."""
     return _factory(url)
+
+
+_sqlite_write_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def write_lock(session: Session) -> AbstractContextManager[object]:
+    """On SQLite, a lock per database file that queues this process's writers (SQLite's own
+    busy handler retries on a back-off that starves some writers for seconds when many threads
+    write at once); elsewhere a no-op. Take it around a whole short write transaction."""
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return nullcontext()
+    key = str(bind.url.database)
+    with _locks_guard:
+        return _sqlite_write_locks.setdefault(key, threading.Lock())
 
 
 @contextmanager

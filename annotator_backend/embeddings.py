@@ -1,4 +1,8 @@
-"""Image embeddings: official preprocessing, the encoder, files keyed by encoder and image sha256."""
+"""Image embeddings: official preprocessing, the encoder, files keyed by encoder and image sha256.
+
+Files are .npy, float16 since issue 6 (float32 when the values do not fit); float32 files of
+older versions still load. Readers get float32.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import io
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +22,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from .config import Settings
+from .fast_encoder import encoder_autocast
 from .images import image_path, load_rgb
 from .model_registry import load_model
 from .models import Embedding, Image, ModelVersion, Project
@@ -34,15 +40,18 @@ def preprocess(model: Sam, rgb: np.ndarray) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def embed_rgb(model: Sam, rgb: np.ndarray) -> np.ndarray:
-    """The image embedding, float32 [1, 256, 64, 64]."""
-    out = model.image_encoder(preprocess(model, rgb))
+def embed_rgb(model: Sam, rgb: np.ndarray, precision: str = "auto") -> np.ndarray:
+    """The image embedding, float32 [1, 256, 64, 64]; the encoder runs in bf16 where that is
+    native (`precision` "auto", see fast_encoder), else fp32."""
+    x = preprocess(model, rgb)
+    with encoder_autocast(model, precision):
+        out = model.image_encoder(x)
     return out.float().numpy()
 
 
-def embed_file(model: Sam, path: Path) -> np.ndarray:
+def embed_file(model: Sam, path: Path, precision: str = "auto") -> np.ndarray:
     """Embed one image file."""
-    return embed_rgb(model, load_rgb(path))
+    return embed_rgb(model, load_rgb(path), precision)
 
 
 def embedding_file(settings: Settings, version: ModelVersion, sha256: str) -> Path:
@@ -51,19 +60,34 @@ def embedding_file(settings: Settings, version: ModelVersion, sha256: str) -> Pa
     return settings.embeddings_dir / key / sha256[:2] / f"{sha256}.npy"
 
 
+def storage_dtype(embedding: np.ndarray) -> np.dtype:
+    """float16 (half the bytes; relative error <= 2**-11) unless a value is outside its range."""
+    peak = float(np.abs(embedding).max()) if embedding.size else 0.0
+    return np.dtype(np.float16) if peak <= float(np.finfo(np.float16).max) else np.dtype(np.float32)
+
+
 def save_embedding(path: Path, embedding: np.ndarray) -> None:
-    """Write an embedding as .npy (atomic)."""
+    """Write an embedding as .npy (atomic): little-endian float16, or float32 when the values
+    do not fit float16 (see `storage_dtype`)."""
+    arr = np.asarray(embedding).reshape(EMBEDDING_SHAPE)
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(embedding, dtype=np.float32).reshape(EMBEDDING_SHAPE))
+    np.save(buf, np.ascontiguousarray(arr, dtype=storage_dtype(arr).newbyteorder("<")))
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_embedding(path: Path) -> np.ndarray:
-    """Read an embedding file, float32 [1, 256, 64, 64]."""
+def read_embedding(path: Path) -> np.ndarray:
+    """An embedding file as stored: little-endian float16 or float32 [1, 256, 64, 64]."""
     arr = np.load(path, allow_pickle=False)
     if arr.shape != EMBEDDING_SHAPE:
         raise ValueError(f"{path}: embedding of shape {arr.shape}, expected {EMBEDDING_SHAPE}")
-    return arr.astype(np.float32, copy=False)
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4):
+        raise ValueError(f"{path}: embedding of dtype {arr.dtype}, expected float16 or float32")
+    return arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+
+
+def load_embedding(path: Path) -> np.ndarray:
+    """Read an embedding file (float16 or, from older versions, float32) as float32 [1, 256, 64, 64]."""
+    return read_embedding(path).astype(np.float32, copy=False)
 
 
 def find_embedding(session: Session, image: Image, version: ModelVersion) -> Embedding | None:
@@ -83,15 +107,10 @@ def ensure_embedding(session: Session, settings: Settings, image: Image, version
         seconds = 0.0
         if not path.exists():
             start = time.perf_counter()
-            save_embedding(path, embed_file(load_model(version), image_path(settings, image)))
+            model = load_model(version)
+            save_embedding(path, embed_file(model, image_path(settings, image), settings.encoder_precision))
             seconds = time.perf_counter() - start
-        if row is None:
-            row = Embedding(image_id=image.id, model_version_id=version.id, path=str(path), seconds=seconds)
-            session.add(row)
-        else:
-            row.path = str(path)
-        session.commit()
-    return row
+        return _record(session, image, version, path, seconds)
 
 
 def missing_images(session: Session, project: Project, version: ModelVersion) -> list[Image]:
@@ -104,6 +123,18 @@ def missing_images(session: Session, project: Project, version: ModelVersion) ->
     )
 
 
+def _record(session: Session, image: Image, version: ModelVersion, path: Path, seconds: float) -> Embedding:
+    """Add or repoint the embedding row of an image whose file exists, and commit."""
+    row = find_embedding(session, image, version)
+    if row is None:
+        row = Embedding(image_id=image.id, model_version_id=version.id, path=str(path), seconds=seconds)
+        session.add(row)
+    else:
+        row.path = str(path)
+    session.commit()
+    return row
+
+
 def embed_images(
     session: Session,
     settings: Settings,
@@ -111,12 +142,44 @@ def embed_images(
     version: ModelVersion,
     progress: bool = True,
 ) -> int:
-    """Embed images one by one, committing each, so a killed run resumes where it stopped."""
+    """Embed images, committing each as soon as its file is written, so a killed run resumes
+    where it stopped. Reading and resizing image N+1 and writing embedding N-1 run in I/O
+    threads while the encoder works on image N."""
     images = list(images)
-    count = 0
-    bar = tqdm(images, unit="img", desc=f"embed ({version.name})", disable=not progress, dynamic_ncols=True)
-    for image in bar:
-        ensure_embedding(session, settings, image, version)
-        count += 1
+    bar = tqdm(total=len(images), unit="img", desc=f"embed ({version.name})", disable=not progress)
+
+    def read(image: Image) -> torch.Tensor | None:
+        if embedding_file(settings, version, image.sha256).exists():
+            return None  # shared with another version of the same encoder, or left by a killed run
+        return preprocess(model, load_rgb(image_path(settings, image)))
+
+    model = load_model(version)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="embed-io") as pool:
+        ahead: Future | None = pool.submit(read, images[0]) if images else None
+        writing: tuple[Future, Image, Path, float] | None = None
+        for i, image in enumerate(images):
+            x = ahead.result()
+            ahead = pool.submit(read, images[i + 1]) if i + 1 < len(images) else None
+            path = embedding_file(settings, version, image.sha256)
+            seconds = 0.0
+            if x is not None:
+                start = time.perf_counter()
+                with _embed_lock, torch.inference_mode(), encoder_autocast(model, settings.encoder_precision):
+                    emb = model.image_encoder(x).float().numpy()
+                seconds = time.perf_counter() - start
+            if writing is not None:  # the previous image's file is written: record it
+                writing[0].result()
+                _record(session, writing[1], version, *writing[2:])
+                bar.update()
+                writing = None
+            if x is None:
+                _record(session, image, version, path, seconds)
+                bar.update()
+            else:
+                writing = (pool.submit(save_embedding, path, emb), image, path, seconds)
+        if writing is not None:
+            writing[0].result()
+            _record(session, writing[1], version, *writing[2:])
+            bar.update()
     bar.close()
-    return count
+    return len(images)

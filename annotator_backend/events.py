@@ -15,12 +15,13 @@ import math
 import uuid as uuidlib
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Float, func, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import rle as rlelib
 from .access import AccessDenied, require
+from .db import write_lock
 from .models import (
     AnnotationSession,
     Category,
@@ -321,8 +322,15 @@ def image_active_ms(session: Session, image_id: int) -> int:
 
 
 def _update_active_time(session: Session, ann: AnnotationSession, client_ts: float) -> None:
-    stored = list(session.scalars(select(Event.client_ts).where(Event.session_id == ann.id)))
-    ann.active_ms = session_active_ms([*stored, client_ts])
+    """`session_active_ms` of the session's stored timestamps and `client_ts`, computed in SQL
+    (one query, no rows fetched: a session's events are not loaded for each new one)."""
+    ts = union_all(
+        select(Event.client_ts.label("ts")).where(Event.session_id == ann.id),
+        select(literal(client_ts, Float).label("ts")),
+    ).subquery()
+    gaps = select((ts.c.ts - func.lag(ts.c.ts).over(order_by=ts.c.ts)).label("gap")).subquery()
+    total = session.scalar(select(func.sum(gaps.c.gap)).where(gaps.c.gap <= IDLE_GAP_MS))
+    ann.active_ms = int(round(total or 0))
 
 
 def record_event(session: Session, user: User, raw: Any) -> dict[str, Any]:
@@ -339,6 +347,12 @@ def record_event(session: Session, user: User, raw: Any) -> dict[str, Any]:
     if image is None:
         raise EventError(f"no image {ev['image_id']}")
     require(session, user, "annotate", image.project_id)
+    with write_lock(session):
+        return _store(session, user, ev, image)
+
+
+def _store(session: Session, user: User, ev: dict[str, Any], image: Image) -> dict[str, Any]:
+    """Validate the payload against the image, apply the event and commit it; its ack."""
     try:
         _check_payload(session, ev["type"], ev["payload"], image)
         ann = _annotation_session(session, user, ev, image)

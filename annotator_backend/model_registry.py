@@ -11,8 +11,16 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .config import Settings
+from .fast_encoder import use_sdpa_attention
 from .models import ModelVersion
-from .onnx_export import export_decoder
+from .onnx_export import (
+    GRAPH_VERSION,
+    export_decoder,
+    export_official,
+    graph_version,
+    image_side_matmuls,
+    quantize_decoder,
+)
 from .sam_factory import ARCHS, CheckpointError, load_sam
 from .storage import atomic_copy, sha256_file
 
@@ -20,6 +28,11 @@ BOOTSTRAP_WEIGHTS = Path(__file__).parent / "bootstrap" / "bootstrap_v1.pt"
 
 _cache: dict[tuple[int, str], Sam] = {}
 _cache_lock = threading.Lock()
+_export_lock = threading.Lock()
+_current: dict[tuple[str, int], bool] = {}  # (decoder path, mtime_ns) -> exported by this graph
+# Decoder files a version can serve (DESIGN.md §3): the fp32 contract graph, its dynamically
+# quantized copy (DECODER_QUANTIZED=1), and the official demo's export (benchmark anchor only).
+DECODER_VARIANTS = ("fp32", "int8", "official")
 
 
 def encoder_digest(model: Sam) -> str:
@@ -117,17 +130,50 @@ def load_model(version: ModelVersion) -> Sam:
     with _cache_lock:
         model = _cache.get(key)
         if model is None:
-            model = load_sam(Path(version.checkpoint_path), version.arch)
+            model = use_sdpa_attention(load_sam(Path(version.checkpoint_path), version.arch))
             _cache.clear()  # keep one model in memory: vit_h is 2.5 GB
             _cache[key] = model
     return model
 
 
+def _is_current(path: Path) -> bool:
+    key = (str(path), path.stat().st_mtime_ns)
+    if key not in _current:
+        _current[key] = graph_version(path) == GRAPH_VERSION
+    return _current[key]
+
+
 def ensure_onnx(version: ModelVersion) -> Path:
-    """The decoder file of a version, exported again if it went missing."""
+    """The decoder file of a version, exported again if it went missing or predates the
+    current graph (`onnx_export.GRAPH_VERSION`)."""
     path = Path(version.onnx_path or Path(version.checkpoint_path).with_name("decoder.onnx"))
-    if not path.exists():
-        export_decoder(load_model(version), path)
+    with _export_lock:
+        if not path.exists() or not _is_current(path):
+            export_decoder(load_model(version), path)
+    return path
+
+
+def served_variant(settings: Settings) -> str:
+    """The decoder variant the annotate page gets by default."""
+    return "int8" if settings.decoder_quantized else "fp32"
+
+
+def decoder_file(version: ModelVersion, variant: str = "fp32") -> Path:
+    """The file of a decoder variant (see DECODER_VARIANTS), made on first use beside the fp32
+    one: `decoder.int8.onnx` (quantized copy), `decoder.official.onnx` (official export)."""
+    if variant not in DECODER_VARIANTS:
+        raise ValueError(f"unknown decoder variant {variant!r}; expected one of {DECODER_VARIANTS}")
+    fp32 = ensure_onnx(version)
+    if variant == "fp32":
+        return fp32
+    path = fp32.with_name(f"decoder.{variant}.onnx")
+    with _export_lock:
+        stale = path.exists() and path.stat().st_mtime_ns < fp32.stat().st_mtime_ns
+        if not path.exists() or stale:
+            if variant == "int8":
+                quantize_decoder(fp32, path, image_side_matmuls(fp32))
+            else:
+                export_official(load_model(version), path)
     return path
 
 

@@ -11,15 +11,10 @@ import torch
 from segment_anything import sam_model_registry
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-SAM_ARCHS = ("vit_b", "vit_l", "vit_h")
-ARCHS = (*SAM_ARCHS, "bootstrap")
+from .archs import ARCHS, SAM_ARCHS, CheckpointError
 
 # Width of the ViT patch embedding tells the official architectures apart.
 _PATCH_WIDTH_TO_ARCH = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: corrupt, not a state dict, or the wrong architecture."""
 
 
 def build_bootstrap_sam() -> Sam:

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator_backend.assignment import next_image
-from annotator_backend.embeddings import ensure_embedding, load_embedding
+from annotator_backend.embeddings import ensure_embedding, read_embedding
 from annotator_backend.images import image_path
 from annotator_backend.management import ReasonError, TransitionError, finish_image, skip_image
-from annotator_backend.model_registry import ensure_onnx, get_version
+from annotator_backend.model_registry import DECODER_VARIANTS, decoder_file, get_version, served_variant
 from annotator_backend.models import Image, Mask, MaskStatus, ModelVersion, Project
 from annotator_backend.retrain import ensure_embed_job, serving_version
 
@@ -21,6 +21,9 @@ from .database import db, settings
 from .helpers import current_db_user, require_action
 
 bp = Blueprint("api", __name__)
+# The embedding's bytes on the wire: raw little-endian values, C order, of this dtype (header
+# X-Embedding-Dtype); the browser converts float16 to the decoder's float32 once per image.
+WIRE_DTYPES = {2: "float16", 4: "float32"}
 
 
 def _image_for(image_id: int, action: str = "annotate") -> Image:
@@ -34,6 +37,8 @@ def _image_for(image_id: int, action: str = "annotate") -> Image:
 @bp.route("/api/projects/<int:project_id>/next")
 @login_required
 def next_for_me(project_id: int):  # noqa: ANN201
+    """The image to annotate (leased to the caller). `?exclude=ID` (prefetch while image ID is
+    open): another one, held or newly leased; see `assignment.next_image`."""
     user = require_action("annotate", project_id)
     session = db()
     project = session.get(Project, project_id)
@@ -43,7 +48,7 @@ def next_for_me(project_id: int):  # noqa: ANN201
         active = get_version(session, None)
     except LookupError:
         return jsonify(error="no active model: an admin must import or activate one"), 409
-    image = next_image(session, user, project)
+    image = next_image(session, user, project, exclude=request.args.get("exclude", type=int))
     session.commit()
     if image is None:
         return jsonify(error="no images left"), 404
@@ -73,7 +78,7 @@ def _image_payload(session: Session, image: Image, version: ModelVersion) -> dic
             "id": version.id,
             "name": version.name,
             "trained": version.trained,
-            "decoder_url": url_for("api.decoder", version_id=version.id),
+            "decoder_url": url_for("api.decoder", version_id=version.id, variant=served_variant(settings())),
         },
         embedding_url=url_for("api.embedding", image_id=image.id, model=version.id),
         masks=[
@@ -116,6 +121,7 @@ def image_file(image_id: int):  # noqa: ANN201
 @bp.route("/api/images/<int:image_id>/embedding")
 @login_required
 def embedding(image_id: int):  # noqa: ANN201
+    """The image's embedding [1,256,64,64] for `?model=ID` as raw bytes, dtype in X-Embedding-Dtype."""
     image = _image_for(image_id)
     session = db()
     model_id = request.args.get("model", type=int)
@@ -124,9 +130,10 @@ def embedding(image_id: int):  # noqa: ANN201
     except LookupError as exc:
         abort(404, description=str(exc))
     row = ensure_embedding(session, settings(), image, version)
-    data = load_embedding(Path(row.path)).astype("<f4", copy=False).tobytes()
-    response = Response(data, mimetype="application/octet-stream")
+    arr = read_embedding(Path(row.path))  # as stored: float16, or float32 (older files, wide values)
+    response = Response(arr.tobytes(), mimetype="application/octet-stream")
     response.headers["X-Embedding-Shape"] = "1,256,64,64"
+    response.headers["X-Embedding-Dtype"] = WIRE_DTYPES[arr.dtype.itemsize]
     response.headers["X-Model-Version"] = str(version.id)
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
@@ -138,7 +145,11 @@ def decoder(version_id: int):  # noqa: ANN201
     version = db().get(ModelVersion, version_id)
     if version is None:
         abort(404)
-    response = send_file(ensure_onnx(version), mimetype="application/octet-stream", max_age=86400)
+    variant = request.args.get("variant") or served_variant(settings())
+    if variant not in DECODER_VARIANTS:
+        abort(400, description=f"variant must be one of {', '.join(DECODER_VARIANTS)}")
+    path = decoder_file(version, variant)
+    response = send_file(path, mimetype="application/octet-stream", max_age=86400)
     response.headers["Cache-Control"] = "private, max-age=86400"
     return response
 

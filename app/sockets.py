@@ -11,12 +11,11 @@ from flask_socketio import SocketIO
 from sqlalchemy.exc import SQLAlchemyError
 
 from annotator_backend.access import AccessDenied
-from annotator_backend.db import session_factory
 from annotator_backend.events import EventError, record_event
 from annotator_backend.models import User
 from annotator_backend.rle import RLEError
 
-from .database import settings
+from .database import close_db, db
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,9 @@ def register(socketio: SocketIO) -> None:
     def on_event(data: Any) -> dict[str, Any]:
         if not current_user.is_authenticated:
             return {"ok": False, "error": "log in first"}
-        session = session_factory(settings().database_url)()
+        # The event's own request session: the one the login manager loaded the user with, so
+        # the user comes from its identity map and one pooled connection serves the event.
+        session = db()
         try:
             user = session.get(User, int(current_user.id))
             if user is None or not user.is_active:
@@ -52,7 +53,7 @@ def register(socketio: SocketIO) -> None:
                 "error": "database error: the event was not stored, send it again",
             }
         finally:
-            session.close()
+            close_db()
 
     @socketio.on("watch_job")
     def on_watch_job(data: Any) -> dict[str, Any]:

@@ -24,7 +24,15 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "browser"))
 
-from browser_harness import body_data, launch_browser, login, setup_instance, start_server, stop_server  # noqa: E402
+from browser_harness import (  # noqa: E402
+    body_data,
+    launch_browser,
+    login,
+    random_vit_b,
+    setup_instance,
+    start_server,
+    stop_server,
+)
 from page_helpers import (  # noqa: E402
     accept,
     assert_replay_matches,
@@ -38,7 +46,7 @@ from page_helpers import (  # noqa: E402
     wait_synced,
 )
 
-from bench.browser_click import IMAGE, random_vit_b  # noqa: E402
+IMAGE = ("bench.png", 640, 480, (160, 120, 480, 360))
 
 
 def script(page, img: dict, think: float) -> None:  # noqa: ANN001

@@ -40,7 +40,7 @@ def build_world(
     image = add_image(session, settings, project, img_file.read_bytes(), "img.png")
     onnx = settings.models_dir / "fake" / "decoder.onnx"
     onnx.parent.mkdir(parents=True, exist_ok=True)
-    onnx.write_bytes(b"onnx-bytes")
+    onnx.write_bytes(fake_decoder_bytes())
     version = ModelVersion(
         name="test model",
         kind="sam",
@@ -59,3 +59,14 @@ def build_world(
     session.add(Embedding(image_id=image.id, model_version_id=version.id, path=str(path)))
     session.commit()
     return World(project, image, version, [c.id for c in project.categories])
+
+
+def fake_decoder_bytes() -> bytes:
+    """A tiny valid ONNX file that carries the current graph version, so it is served as is."""
+    import onnx as onnxlib
+
+    from annotator_backend.onnx_export import GRAPH_VERSION
+
+    model = onnxlib.helper.make_model(onnxlib.helper.make_graph([], "fake-decoder", [], []))
+    onnxlib.helper.set_model_props(model, {"graph": GRAPH_VERSION})
+    return model.SerializeToString()

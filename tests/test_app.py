@@ -11,11 +11,14 @@ import pytest
 from sqlalchemy import func, select
 
 from annotator_backend import rle
-from annotator_backend.models import Event, Mask
+from annotator_backend.embeddings import EMBEDDING_SHAPE, save_embedding
+from annotator_backend.images import add_image
+from annotator_backend.models import Embedding, Event, Image, Mask
 from app import create_app
 from app.extensions import socketio
 
-from .fixtures_world import PASSWORD, build_world
+from .conftest import write_image
+from .fixtures_world import PASSWORD, build_world, fake_decoder_bytes
 
 
 @pytest.fixture
@@ -68,10 +71,45 @@ def test_annotate_flow_over_http(app, world) -> None:  # noqa: ANN001
     assert nxt["model"]["trained"] is False
     emb = client.get(nxt["embedding_url"])
     assert emb.mimetype == "application/octet-stream" and emb.headers["X-Embedding-Shape"] == "1,256,64,64"
+    assert emb.headers["X-Embedding-Dtype"] == "float32"  # values too wide for float16 stay float32
     arr = np.frombuffer(emb.data, dtype="<f4")
     assert arr.size == 256 * 64 * 64 and arr[12345] == 12345.0
     assert client.get(nxt["image"]["url"]).status_code == 200
-    assert client.get(nxt["model"]["decoder_url"]).data == b"onnx-bytes"
+    assert client.get(nxt["model"]["decoder_url"]).data == fake_decoder_bytes()
+
+
+def test_embedding_goes_out_as_stored_float16(app, world, session) -> None:  # noqa: ANN001
+    row = session.scalars(select(Embedding).where(Embedding.image_id == world.image.id)).one()
+    values = np.linspace(-3, 3, 256 * 64 * 64, dtype=np.float32).reshape(EMBEDDING_SHAPE)
+    save_embedding(Path(row.path), values)
+    client = app.test_client()
+    login(client)
+    emb = client.get(f"/api/images/{world.image.id}/embedding?model={world.version.id}")
+    assert emb.headers["X-Embedding-Dtype"] == "float16" and len(emb.data) == 2 * 256 * 64 * 64
+    got = np.frombuffer(emb.data, dtype="<f2").astype(np.float32).reshape(EMBEDDING_SHAPE)
+    assert np.abs(got - values).max() <= 3 * 2.0**-11
+
+
+def test_prefetch_reserves_one_more_image(app, world, session, settings, tmp_path: Path) -> None:  # noqa: ANN001
+    """`/next?exclude=ID` leases the image that comes after ID; asking again leases no third."""
+    for i in range(3):
+        data = write_image(tmp_path / f"more{i}.png", 32, 24, seed=10 + i).read_bytes()
+        add_image(session, settings, world.project, data, f"more{i}.png")
+    session.commit()
+    client = app.test_client()
+    login(client)
+    url = f"/api/projects/{world.project.id}/next"
+    first = client.get(url).get_json()["image"]["id"]
+    ahead = client.get(f"{url}?exclude={first}").get_json()["image"]["id"]
+    assert ahead != first
+    assert client.get(f"{url}?exclude={first}").get_json()["image"]["id"] == ahead
+    assert client.get(f"{url}?exclude={ahead}").get_json()["image"]["id"] == first
+    assert client.get(url).get_json()["image"]["id"] == first  # the open image comes first
+    session.expire_all()
+    leased = session.scalars(select(Image.id).where(Image.lease_user_id.is_not(None))).all()
+    assert sorted(leased) == sorted([first, ahead])
+    assert client.post(f"/api/images/{first}/finish", json={}).get_json()["ok"]
+    assert client.get(url).get_json()["image"]["id"] == ahead  # the reserved one is next
 
 
 def test_outsider_cannot_read_the_project(app, world) -> None:  # noqa: ANN001

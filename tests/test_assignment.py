@@ -6,6 +6,8 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import select
+
 from annotator_backend.accounts import add_user
 from annotator_backend.assignment import next_image, release
 from annotator_backend.db import session_factory
@@ -53,6 +55,25 @@ def test_expired_leases_come_back(session, settings, tmp_path: Path) -> None:  #
     release(session, image, b, status="done")
     session.commit()
     assert next_image(session, a, project) is None
+
+
+def test_prefetch_holds_at_most_two_and_never_anothers(session, settings, tmp_path: Path) -> None:  # noqa: ANN001
+    project, (a, b) = _setup(session, settings, tmp_path, 4, 2)
+    current = next_image(session, a, project)
+    other = next_image(session, b, project)
+    ahead = next_image(session, a, project, exclude=current.id)
+    session.commit()
+    assert len({current.id, other.id, ahead.id}) == 3
+    for exclude in (current.id, ahead.id, other.id, None):  # asking again leases nothing new
+        got = next_image(session, a, project, exclude=exclude)
+        assert got.id in {current.id, ahead.id} and got.id != exclude
+    session.commit()
+    assert sorted(session.scalars(select(Image.id).where(Image.lease_user_id == a.id))) == sorted(
+        [current.id, ahead.id]
+    )
+    release(session, current, a, status="done")
+    session.commit()
+    assert next_image(session, a, project).id == ahead.id
 
 
 def test_concurrent_requests_never_share_an_image(settings, tmp_path: Path) -> None:  # noqa: ANN001

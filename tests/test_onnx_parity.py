@@ -1,4 +1,5 @@
-"""The exported decoder matches the official decoder on the same weights (vit_b, random weights)."""
+"""The exported decoder matches the official decoder on the same weights (vit_b, random weights);
+the quantized variant stays close to it; the official export (benchmark anchor) keeps its format."""
 
 from __future__ import annotations
 
@@ -10,8 +11,18 @@ import pytest
 import torch
 from segment_anything.utils.onnx import SamOnnxModel
 
-from annotator_backend.decoding import OnnxDecoder, Prompt
-from annotator_backend.onnx_export import INPUT_NAMES, OUTPUT_NAMES, export_decoder
+from annotator_backend.decoding import OnnxDecoder, Prompt, mask_from_logits
+from annotator_backend.model_registry import decoder_file, ensure_onnx
+from annotator_backend.models import ModelVersion
+from annotator_backend.onnx_export import (
+    GRAPH_VERSION,
+    INPUT_NAMES,
+    OFFICIAL_OUTPUT_NAMES,
+    OUTPUT_NAMES,
+    export_decoder,
+    export_official,
+    graph_version,
+)
 
 W, H = 640, 480
 PROMPTS = {
@@ -25,6 +36,12 @@ PROMPTS = {
 @pytest.fixture(scope="module")
 def exported(vit_b_model, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: ANN001
     return export_decoder(vit_b_model, tmp_path_factory.mktemp("onnx") / "decoder.onnx")
+
+
+def _cases() -> list[tuple[str, Prompt, np.ndarray | None]]:
+    """The parity prompt set: every prompt of PROMPTS, and the negative point with a mask input."""
+    mask = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32) * 4
+    return [(n, p, None) for n, p in PROMPTS.items()] + [("mask input", PROMPTS["negative point"], mask)]
 
 
 def _official(model, emb, coords, labels, mask_input, has_mask):  # noqa: ANN001, ANN202
@@ -85,3 +102,58 @@ def test_points_match_the_official_prompt_encoder(vit_b_model, exported: Path) -
             torch.from_numpy(emb), vit_b_model.prompt_encoder.get_dense_pe(), sparse, dense
         )
     assert np.abs(got - ref[0].numpy()).max() <= 1e-3
+
+
+def test_quantized_decoder_stays_close(exported: Path, vit_b_checkpoint: Path) -> None:
+    """DECODER_QUANTIZED's file: same contract, masks (all four outputs, thresholded at image
+    size) at IoU >= 0.97 to the fp32 decoder's over the parity prompt set."""
+    version = ModelVersion(onnx_path=str(exported), checkpoint_path=str(vit_b_checkpoint))
+    quantized = decoder_file(version, "int8")
+    assert quantized.name == "decoder.int8.onnx" and quantized.stat().st_size < exported.stat().st_size
+    graph = onnx.load(str(quantized)).graph
+    assert [i.name for i in graph.input] == INPUT_NAMES and [o.name for o in graph.output] == OUTPUT_NAMES
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
+    emb = np.random.default_rng(2).standard_normal((1, 256, 64, 64)).astype(np.float32)
+    fp32, int8 = OnnxDecoder(exported), OnnxDecoder(quantized)
+    for name, prompt, mask in _cases():
+        coords, labels = prompt.model_inputs(W, H)
+        want, _ = fp32.run(emb, coords, labels, mask)
+        got, _ = int8.run(emb, coords, labels, mask)
+        for k in range(4):
+            a, b = mask_from_logits(want[k], W, H), mask_from_logits(got[k], W, H)
+            score = (a & b).sum() / max(1, (a | b).sum())
+            assert score >= 0.97, (name, k, score)
+
+
+def test_stale_decoder_is_exported_again(exported: Path, vit_b_checkpoint: Path, tmp_path: Path) -> None:
+    """A decoder file from before the current graph (no `graph` metadata) is replaced."""
+    old = onnx.load(str(exported))
+    del old.metadata_props[:]
+    path = tmp_path / "decoder.onnx"
+    onnx.save(old, str(path))
+    assert graph_version(path) is None
+    version = ModelVersion(arch="vit_b", onnx_path=str(path), checkpoint_path=str(vit_b_checkpoint))
+    assert ensure_onnx(version) == path and graph_version(path) == GRAPH_VERSION
+
+
+def test_official_export_keeps_its_format(vit_b_model, tmp_path: Path) -> None:  # noqa: ANN001
+    """The benchmark anchor: official inputs (orig_im_size) and outputs, upscaled in the graph,
+    dynamically quantized."""
+    import onnxruntime as ort
+
+    path = export_official(vit_b_model, tmp_path / "official.onnx")
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == [*INPUT_NAMES, "orig_im_size"]
+    assert [o.name for o in graph.output] == OFFICIAL_OUTPUT_NAMES
+    assert {"Resize", "DynamicQuantizeLinear"} <= {n.op_type for n in graph.node}
+    coords, labels = PROMPTS["point"].model_inputs(W, H)
+    feeds = {
+        "image_embeddings": np.zeros((1, 256, 64, 64), np.float32),
+        "point_coords": coords,
+        "point_labels": labels,
+        "mask_input": np.zeros((1, 1, 256, 256), np.float32),
+        "has_mask_input": np.zeros(1, np.float32),
+        "orig_im_size": np.array([H, W], np.float32),
+    }
+    masks, iou, low = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert masks.shape == (1, 1, H, W) and iou.shape == (1, 1) and low.shape == (1, 1, 256, 256)

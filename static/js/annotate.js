@@ -1,13 +1,15 @@
 // Entry point of the annotate page: reads the page data, starts the decoder worker, the
 // socket, the outbox and the draft store, opens the next image and wires input, tools,
 // categories, candidates, the mask list, navigation and help.
-// Page URL options (for benchmarks): ?backend=wasm|webgpu|auto, ?threads=N, ?preview=0 (no
-// hover preview: a click then always starts its own decode).
+// Page URL options (for benchmarks): ?backend, ?threads, ?decoder, ?fault (decoder_setup.js),
+// ?preview=0 (no hover preview: a click then always starts its own decode), ?prefetch=0|1
+// (prefetching the next image; otherwise the sidebar switch's stored choice, on by default).
 
 import { CandidatePicker } from "./candidates.js";
 import { buildCategoryPicker } from "./categories.js";
 import { Annotator } from "./controller.js";
 import { DecoderClient } from "./decoder_client.js";
+import { decoderRequest, showDecoder } from "./decoder_setup.js";
 import { DraftStore } from "./draft_store.js";
 import { clientToImage } from "./geometry.js";
 import { wireNavigation } from "./image_flow.js";
@@ -15,6 +17,7 @@ import { bindInput } from "./input.js";
 import { MaskList } from "./masks_list.js";
 import { Navigator } from "./navigation.js";
 import { Outbox } from "./outbox.js";
+import { Prefetcher } from "./prefetch.js";
 import { StageRenderer } from "./render.js";
 import { EventSocket } from "./socket.js";
 import { StatusLine, mark, setupHelp } from "./status.js";
@@ -31,17 +34,13 @@ function showModel(model) {
   $("untrained-banner").hidden = !model || model.trained !== false;
 }
 
-const decoderOptions = () => ({
-  backend: params.get("backend") || "auto",
-  numThreads: Number(params.get("threads")) || 0,
-});
-
 /** Load the decoder for `url` once; later images of the same model reuse it. */
 function decoderLoader(decoder) {
   let loaded = null;
   return (url) => {
     if (!loaded || loaded.url !== url) {
-      const done = decoder.init(url, decoderOptions());
+      const req = decoderRequest(url, params);
+      const done = decoder.init(req.url, req.options);
       done.catch(() => {}); // reported by the caller when it matters
       loaded = { url, done };
     }
@@ -116,12 +115,17 @@ async function main() {
     showModel(next.model);
     $("image-name").textContent = next.image.name || `image ${next.image.id}`;
     const ready = loadDecoder(next.model.decoder_url);
-    await Promise.all([ready, annotator.open(next, loadPixels, via, ready)]);
+    await Promise.all([ready, annotator.open(next, (url) => prefetcher.pixels(url), via, ready)]);
     mark("imageId", next.image.id);
     mark("openedVia", via);
     return ready;
   };
-  const nav = wireNavigation({ $, page, annotator, status, openImage, navigator: new Navigator(page.project.id) });
+  const imageNavigator = new Navigator(page.project.id);
+  const prefetcher = new Prefetcher({
+    navigator: imageNavigator, decoder, loadPixels, enabled: Prefetcher.setting(params),
+  });
+  prefetcher.bindSwitch($("prefetch"));
+  const nav = wireNavigation({ $, annotator, status, openImage, navigator: imageNavigator, prefetcher });
 
   bindInput(
     canvas,
@@ -164,9 +168,7 @@ async function main() {
   const reload = performance.getEntriesByType("navigation")[0]?.type === "reload";
   const info = await nav.first(reload ? "reload" : "next");
   if (!info) return;
-  status.set("decoder", `decoder ${info.backend} × ${info.numThreads} thread${info.numThreads > 1 ? "s" : ""}`);
-  mark("decoderBackend", info.backend);
-  mark("decoderThreads", info.numThreads);
+  showDecoder(info, $("decoder-backend"), status);
   mark("decoderLoadMs", info.loadMs.toFixed(1));
   mark("readyMs", performance.now().toFixed(1)); // since navigation start
   mark("decoderReady", "true");

@@ -29,6 +29,7 @@ export class CandidatePicker {
       return { index, button, canvas, caption };
     });
     this.scratch = document.createElement("canvas");
+    this.thumb = { img: null, canvas: document.createElement("canvas") }; // the image, scaled once
     this.el.hidden = true;
   }
 
@@ -60,6 +61,7 @@ export class CandidatePicker {
     const buf = new Uint32Array(data.data.buffer);
     this.scratch.width = dw;
     this.scratch.height = dh;
+    const bg = this.background(img, dw, dh);
     for (const it of this.items) {
       const i = it.index;
       it.canvas.width = dw;
@@ -67,11 +69,23 @@ export class CandidatePicker {
       it.canvas.style.width = `${tw}px`;
       it.canvas.style.height = `${th}px`;
       const ctx = it.canvas.getContext("2d");
-      ctx.drawImage(img, 0, 0, dw, dh);
+      ctx.drawImage(bg, 0, 0);
       paintLogits(c.masks.subarray(i * PIXELS, (i + 1) * PIXELS), tables, buf, rgba32(color, 150));
       this.scratch.getContext("2d").putImageData(data, 0, 0);
       ctx.drawImage(this.scratch, 0, 0);
       it.caption.textContent = `${i} · IoU ${c.iou[i].toFixed(2)}`;
     }
+  }
+
+  /** The image scaled to the thumbnail size once per image, not from the full image per click. */
+  background(img, dw, dh) {
+    const t = this.thumb;
+    if (t.img !== img || t.canvas.width !== dw || t.canvas.height !== dh) {
+      t.canvas.width = dw;
+      t.canvas.height = dh;
+      t.canvas.getContext("2d").drawImage(img, 0, 0, dw, dh);
+      t.img = img;
+    }
+    return t.canvas;
   }
 }

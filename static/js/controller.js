@@ -25,6 +25,7 @@ export class Annotator {
     this.image = null;
     this.masks = [];
     this.decodes = 0;
+    this.paints = 0; // redraws that ended a click (lastPaintMs)
     this.hoverDecodes = 0;
     this.radius = 8;
     this.preview = true; // hover preview on
@@ -57,7 +58,7 @@ export class Annotator {
     this.counters = { clicks: 0, strokes: 0 };
     this.hoverResult = null;
     const { image, model } = next;
-    this.key = `image-${image.id}-model-${model.id}`;
+    this.key = this.decoder.embeddingKey(image.id, model.id);
     this.session = new AnnotationSession(image.id, model.id);
     mark("session", this.session.id);
     this.loadMasks(next.masks || []);
@@ -156,7 +157,8 @@ export class Annotator {
         return last;
       }
       if (res.type !== "decoded" || !target || res.key !== this.key) return last;
-      target.result = { masks: res.masks, iou: res.iou, index: res.index, decodeMs: res.decodeMs };
+      const { masks, iou, index, decodeMs, full } = res;
+      target.result = { masks, iou, index, decodeMs, full };
       this.settle(target, res.decodeMs);
       this.decodes++;
       last = res;
@@ -171,9 +173,10 @@ export class Annotator {
   /** The layers of the current mask, with the hover preview when there is one to show. */
   layers(d) {
     const hv = this.hoverResult;
-    const m = hv && this.hoverPos && d.hoverable ? { logits: hv.logits } : d.modelLayer();
+    const m = hv && this.hoverPos && d.hoverable ? { logits: hv.logits, full: hv.full } : d.modelLayer();
     return {
       logits: m.logits || null,
+      full: m.full || null,
       base: m.base ? this.baseMask(d.base) : null,
       edit: this.edits.box ? this.edits.data : null,
       editBox: this.edits.box,
@@ -189,7 +192,7 @@ export class Annotator {
     const area = this.renderer.drawCurrent(this.layers(d), this.color, !this.overlapMode, box);
     if (!box) mark("maskArea", area);
     this.drawPrompts(d);
-    if (t0 !== null) mark("lastPaintMs", (performance.now() - t0).toFixed(2));
+    if (t0 !== null) mark("lastPaintMs", (performance.now() - t0).toFixed(2), "paintCount", ++this.paints);
     if (!light) this.hooks.changed(d);
   }
 
@@ -215,10 +218,11 @@ export class Annotator {
     const entry = this.step("click", payload, reuse || {});
     if (entry.result) mark("lastDecodeMs", entry.result.decodeMs.toFixed(2));
     mark("decodeCount", this.decodes);
-    this.redraw(reuse && reuse.result ? t0 : null);
-    this.saveDraft();
+    // The decode request goes out first; the worker runs it while this thread draws and saves.
     if (entry.awaiting) this.adoptPreview(entry, t0);
     else this.decodeDraft(t0);
+    this.redraw(reuse && reuse.result ? t0 : null);
+    this.saveDraft();
   }
 
   box(b) {
@@ -226,9 +230,9 @@ export class Annotator {
     this.hoverResult = null;
     this.counters.clicks++;
     this.step("box", b);
+    this.decodeDraft();
     this.redraw();
     this.saveDraft();
-    this.decodeDraft();
   }
 
   /** Pick multimask candidate `index` (1..3) of the latest single click; logged. */

@@ -3,7 +3,12 @@
 // waiting request is built only when it is sent, so it sees the logits of the decode that
 // just finished.
 
+import { embeddingFloats } from "./fp16.js";
+
 const WASM_PATHS = "/static/vendor/ort/";
+// Embeddings kept in the worker: the open image, the prefetched next one and one more. Not
+// above the worker's own limit, so the worker never drops one this side still counts on.
+const MAX_EMBEDDINGS = 3;
 
 export class DecoderClient {
   constructor(workerUrl = "/static/js/decoder_worker.js") {
@@ -14,6 +19,7 @@ export class DecoderClient {
     this.inFlight = null; // promise of the decode being run
     this.queued = { prompt: null, hover: null }; // lane -> {build, resolve}
     this.idleWaiters = [];
+    this.embeddings = new Map(); // key -> promise of the load, oldest first
     this.worker.onmessage = (ev) => this.onMessage(ev.data);
     this.worker.onerror = (ev) => this.failAll(new Error(ev.message || "decoder worker failed"));
   }
@@ -39,18 +45,72 @@ export class DecoderClient {
     this.waiting.clear();
   }
 
-  /** Load the ONNX decoder. backend: "auto" (WebGPU when usable, else WASM), "wasm", "webgpu". */
-  async init(modelUrl, { backend = "auto", numThreads = 0 } = {}) {
-    this.info = await this.call("init", { modelUrl, wasmPaths: WASM_PATHS, backend, numThreads });
+  /**
+   * Load the ONNX decoder. backend: "auto" (WebGPU when usable, else WASM), "wasm", "webgpu";
+   * format: "contract" or "official" (the benchmark anchor); fault: "webgpu" (tests). Resolves
+   * {backend, fallback, numThreads, crossOriginIsolated, loadMs, format}.
+   */
+  async init(modelUrl, { backend = "auto", numThreads = 0, format = "contract", fault = null } = {}) {
+    const body = { modelUrl, wasmPaths: WASM_PATHS, backend, numThreads, format, fault };
+    this.info = await this.call("init", body);
     return this.info;
   }
 
-  /** Fetch an image's embedding into the worker, under `key`. */
+  /** Key of an image's embedding for a model version, here and in the worker. */
+  embeddingKey(imageId, modelId) {
+    return `image-${imageId}-model-${modelId}`;
+  }
+
+  /**
+   * Fetch an image's embedding into the worker, under `key`, once: a key loaded or loading
+   * (prefetch) resolves from that load; a failed load is retried. The server sends raw
+   * float16 or float32 (header X-Embedding-Dtype); it is converted to float32 here, once per
+   * image. Resolves {key, dtype, bytes (on the wire), loadMs = fetchMs + convertMs + handoffMs}.
+   */
   loadEmbedding(key, url) {
-    return this.call("embedding", { key, url });
+    const known = this.embeddings.get(key);
+    if (known) return known.catch(() => this.loadEmbedding(key, url));
+    const load = this.fetchEmbedding(key, url);
+    this.embeddings.set(key, load);
+    load.catch(() => {
+      if (this.embeddings.get(key) === load) this.embeddings.delete(key);
+    });
+    for (const old of this.embeddings.keys()) {
+      if (this.embeddings.size <= MAX_EMBEDDINGS) break;
+      this.forget(old).catch(() => {}); // reaches the worker before the new embedding
+    }
+    return load;
+  }
+
+  async fetchEmbedding(key, url) {
+    const t0 = performance.now();
+    const resp = await fetch(url, { credentials: "same-origin" });
+    if (!resp.ok) throw new Error(`embedding: HTTP ${resp.status} for ${url}`);
+    const dtype = resp.headers.get("X-Embedding-Dtype") || "float32"; // servers before issue 6
+    const shape = (resp.headers.get("X-Embedding-Shape") || "1,256,64,64").replace(/\s/g, "");
+    const buf = await resp.arrayBuffer();
+    const t1 = performance.now();
+    const floats = embeddingFloats(buf, dtype);
+    if (shape !== "1,256,64,64" || floats.length !== 256 * 64 * 64) {
+      throw new Error(`embedding of shape ${shape}, ${buf.byteLength} bytes of ${dtype}; expected 1,256,64,64`);
+    }
+    const t2 = performance.now();
+    // The worker takes embeddings by URL: hand it the float32 values as a same-origin blob.
+    const blobUrl = URL.createObjectURL(new Blob([floats]));
+    try {
+      await this.call("embedding", { key, url: blobUrl });
+    } finally {
+      URL.revokeObjectURL(blobUrl);
+    }
+    const t3 = performance.now();
+    return {
+      key, dtype, bytes: buf.byteLength,
+      loadMs: t3 - t0, fetchMs: t1 - t0, convertMs: t2 - t1, handoffMs: t3 - t2,
+    };
   }
 
   forget(key) {
+    this.embeddings.delete(key);
     return this.call("forget", { key });
   }
 
@@ -59,15 +119,20 @@ export class DecoderClient {
    * worker superseded it with a newer one.
    */
   decode(key, req) {
+    // req.maskInput is the request's own copy (draft.request): moved to the worker, not cloned.
+    const m = req.maskInput || null;
+    const owned = m && m.byteOffset === 0 && m.byteLength === m.buffer.byteLength;
+    const maskInput = m && !owned ? new Float32Array(m) : m;
     const body = {
       key,
       coords: req.coords,
       labels: req.labels,
       count: req.count,
-      maskInput: req.maskInput ? new Float32Array(req.maskInput) : null,
+      maskInput,
       multimask: req.multimask,
+      size: req.size,
     };
-    return this.call("decode", body);
+    return this.call("decode", body, maskInput ? [maskInput.buffer] : []);
   }
 
   /**

@@ -1,12 +1,13 @@
 // Web Worker running SAM's prompt encoder + mask decoder (ONNX) with onnxruntime-web.
 //
 // Protocol (every request carries an `id`; every reply echoes it):
-//   -> {type: "init", id, modelUrl, wasmPaths, backend: "auto"|"wasm"|"webgpu", numThreads?}
-//   <- {type: "ready", id, backend, numThreads, crossOriginIsolated, loadMs}
+//   -> {type: "init", id, modelUrl, wasmPaths, backend: "auto"|"wasm"|"webgpu", numThreads?,
+//       format?: "contract"|"official", fault?: "webgpu"}
+//   <- {type: "ready", id, backend, fallback, numThreads, crossOriginIsolated, loadMs, format}
 //   -> {type: "embedding", id, key, url}              fetch + keep [1,256,64,64] float32
 //   <- {type: "embedding-ready", id, key, loadMs, bytes}
-//   -> {type: "decode", id, key, coords, labels, count, maskInput|null, multimask}
-//   <- {type: "decoded", id, key, masks (4x256x256), iou (4), index, decodeMs, waitMs}
+//   -> {type: "decode", id, key, coords, labels, count, maskInput|null, multimask, size: [w, h]}
+//   <- {type: "decoded", id, key, masks (4x256x256), iou (4), index, decodeMs, waitMs, full}
 //   <- {type: "dropped", id, by}                      a newer decode superseded this one
 //   -> {type: "encode", id, draft}                    draft mask -> COCO RLE at image size
 //        draft: {logits|null, base: counts|null, strokes, clip: [counts], width, height}
@@ -14,6 +15,14 @@
 //   -> {type: "forget", id, key}                      drop a cached embedding
 //   <- {type: "error", id, message}
 // Decodes run one at a time; while one runs only the newest pending decode is kept.
+//
+// Backend: "auto" takes WebGPU where the browser offers it (navigator.gpu and a hardware
+// adapter), else WASM; a WebGPU session that cannot be created falls back to WASM by itself,
+// and `fallback` says why. `fault: "webgpu"` (tests only) makes the WebGPU path throw.
+// Format: "contract" is DESIGN.md §3's decoder (low-res logits, `full` null); "official" is
+// the official demo's export (benchmark anchor): it is also fed `orig_im_size` (from `size`),
+// returns `full`, its logits upscaled to the image in the graph (Float32Array h*w), and its one
+// low-res mask stands in for all four contract outputs.
 
 import { draftMaskRle } from "./composite.js";
 import { pickIndex } from "./prompts.js";
@@ -25,6 +34,7 @@ const MAX_EMBEDDINGS = 3; // current image + prefetched ones (issue 6)
 let ort = null;
 let session = null;
 let backend = null;
+let format = "contract";
 const embeddings = new Map(); // key -> ort.Tensor
 let running = false;
 let pending = null;
@@ -34,17 +44,27 @@ let withMask = null;
 
 const reply = (msg, transfer = []) => self.postMessage(msg, transfer);
 const now = () => performance.now();
-const yieldToEvents = () => new Promise((r) => setTimeout(r, 0));
+// A macrotask without setTimeout's clamping (4 ms once nested): lets queued requests arrive.
+const tick = new MessageChannel();
+const ticks = [];
+tick.port1.onmessage = () => ticks.shift()();
+const yieldToEvents = () =>
+  new Promise((r) => {
+    ticks.push(r);
+    tick.port2.postMessage(0);
+  });
 
-async function webgpuUsable() {
-  if (!self.navigator || !navigator.gpu) return false;
+/** Why WebGPU cannot be used here, or null when a hardware adapter is offered. */
+async function webgpuMissing() {
+  if (!self.navigator || !navigator.gpu) return "no navigator.gpu";
   try {
     const adapter = await navigator.gpu.requestAdapter();
-    if (!adapter) return false;
+    if (!adapter) return "no WebGPU adapter";
     const info = adapter.info || {};
-    return !(adapter.isFallbackAdapter || info.isFallbackAdapter);
-  } catch {
-    return false;
+    if (adapter.isFallbackAdapter || info.isFallbackAdapter) return "software WebGPU adapter only";
+    return null;
+  } catch (err) {
+    return `WebGPU adapter request failed: ${err?.message || err}`;
   }
 }
 
@@ -56,8 +76,13 @@ async function fetchBytes(url, what) {
 
 async function init(msg) {
   const t0 = now();
-  const wantGpu =
-    msg.backend === "webgpu" || (msg.backend !== "wasm" && (await webgpuUsable()));
+  format = msg.format === "official" ? "official" : "contract";
+  let fallback = null;
+  let wantGpu = msg.backend === "webgpu" || msg.fault === "webgpu";
+  if (!wantGpu && msg.backend !== "wasm") {
+    fallback = await webgpuMissing();
+    wantGpu = !fallback;
+  }
   const bundle = wantGpu ? "ort.all.min.mjs" : "ort.wasm.min.mjs";
   const [mod, model] = await Promise.all([
     import(`${msg.wasmPaths}${bundle}`),
@@ -71,28 +96,45 @@ async function init(msg) {
   ort.env.wasm.numThreads = self.crossOriginIsolated ? msg.numThreads || Math.min(2, cores) : 1;
   const bytes = new Uint8Array(model.buf);
   const opts = { graphOptimizationLevel: "all" };
+  let created = null; // a later init (another model) replaces the session only once it works
   if (wantGpu) {
     try {
-      session = await ort.InferenceSession.create(bytes, { ...opts, executionProviders: ["webgpu"] });
+      if (msg.fault === "webgpu") throw new Error("simulated failure (fault=webgpu)");
+      created = await ort.InferenceSession.create(bytes, { ...opts, executionProviders: ["webgpu"] });
       backend = "webgpu";
     } catch (err) {
-      console.warn("WebGPU session failed, falling back to WASM:", err);
+      fallback = `WebGPU session failed: ${err?.message || err}`;
+      console.warn(`${fallback}; falling back to WASM`);
     }
   }
-  if (!session) {
-    session = await ort.InferenceSession.create(bytes, { ...opts, executionProviders: ["wasm"] });
+  const wasm = () => ort.InferenceSession.create(bytes, { ...opts, executionProviders: ["wasm"] });
+  if (!created) {
+    created = await wasm();
     backend = "wasm";
   }
+  session = created;
   zeroMask = new ort.Tensor("float32", new Float32Array(256 * 256), [1, 1, 256, 256]);
   noMask = new ort.Tensor("float32", new Float32Array([0]), [1]);
   withMask = new ort.Tensor("float32", new Float32Array([1]), [1]);
   // Warm-up decode on a zero embedding: the first run allocates, keep that off the first click.
   const warm = new ort.Tensor("float32", new Float32Array(EMBEDDING_BYTES / 4), EMBEDDING_SHAPE);
-  await run(warm, new Float32Array([512, 512, 0, 0]), new Float32Array([1, -1]), 2, null);
+  const warmUp = () => run(warm, new Float32Array([512, 512, 0, 0]), new Float32Array([1, -1]), 2, null, [64, 48]);
+  try {
+    await warmUp();
+  } catch (err) {
+    if (backend !== "webgpu") throw err;
+    fallback = `WebGPU decode failed: ${err?.message || err}`; // a session that cannot run
+    console.warn(`${fallback}; falling back to WASM`);
+    session = await wasm();
+    backend = "wasm";
+    await warmUp();
+  }
   reply({
     type: "ready",
     id: msg.id,
     backend,
+    fallback,
+    format,
     numThreads: ort.env.wasm.numThreads,
     crossOriginIsolated: !!self.crossOriginIsolated,
     loadMs: now() - t0,
@@ -123,7 +165,7 @@ function embeddingTensor(key) {
   return e;
 }
 
-async function run(embedding, coords, labels, count, maskInput) {
+async function run(embedding, coords, labels, count, maskInput, size) {
   const feeds = {
     image_embeddings: embedding,
     point_coords: new ort.Tensor("float32", coords, [1, count, 2]),
@@ -131,26 +173,36 @@ async function run(embedding, coords, labels, count, maskInput) {
     mask_input: maskInput ? new ort.Tensor("float32", maskInput, [1, 1, 256, 256]) : zeroMask,
     has_mask_input: maskInput ? withMask : noMask,
   };
+  if (format === "official") {
+    feeds.orig_im_size = new ort.Tensor("float32", new Float32Array([size[1], size[0]]), [2]);
+  }
   const out = await session.run(feeds);
-  return { masks: out.low_res_masks.data, iou: out.iou_predictions.data };
+  if (format !== "official") return { masks: out.low_res_masks.data, iou: out.iou_predictions.data, full: null };
+  const low = out.low_res_masks.data;
+  const masks = new Float32Array(4 * low.length);
+  for (let k = 0; k < 4; k++) masks.set(low, k * low.length);
+  return { masks, iou: new Float32Array(4).fill(out.iou_predictions.data[0]), full: out.masks.data };
 }
 
-const own = (a) => (a.buffer instanceof ArrayBuffer && a.byteOffset === 0 ? a : a.slice());
+/** `a` itself when it owns a transferable buffer (ort's outputs do), else a copy. */
+const own = (a) =>
+  a.buffer instanceof ArrayBuffer && a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : a.slice();
 
 async function decode(msg) {
   const start = now();
-  const { masks, iou } = await run(
-    embeddingTensor(msg.key), msg.coords, msg.labels, msg.count, msg.maskInput,
+  const { masks, iou, full } = await run(
+    embeddingTensor(msg.key), msg.coords, msg.labels, msg.count, msg.maskInput, msg.size,
   );
   const decodeMs = now() - start;
   const m = own(masks);
   const i = own(iou);
+  const f = full ? own(full) : null;
   reply(
     {
-      type: "decoded", id: msg.id, key: msg.key, masks: m, iou: i,
+      type: "decoded", id: msg.id, key: msg.key, masks: m, iou: i, full: f,
       index: pickIndex(i, msg.multimask), decodeMs, waitMs: start - msg.receivedAt,
     },
-    [m.buffer, i.buffer],
+    f ? [m.buffer, i.buffer, f.buffer] : [m.buffer, i.buffer],
   );
 }
 

@@ -139,13 +139,15 @@ export class DraftState {
   }
 
   /**
-   * What to show as the model layer: {logits} of the latest decoded prompt (while the latest
-   * one is decoding, the one before it), {base: true} with no prompt on a reopened mask, or {}.
+   * What to show as the model layer: {logits, full} of the latest decoded prompt (while the
+   * latest one is decoding, the one before it; full: image-size logits of the official decoder
+   * format, else null), {base: true} with no prompt on a reopened mask, or {}.
    */
   modelLayer() {
     for (let i = this.prompts.length - 1; i >= 0; i--) {
-      const logits = chosenLogits(this.prompts[i].entry, this.overrides);
-      if (logits) return { logits, stale: i !== this.prompts.length - 1 };
+      const entry = this.prompts[i].entry;
+      const logits = chosenLogits(entry, this.overrides);
+      if (logits) return { logits, full: entry.result.full || null, stale: i !== this.prompts.length - 1 };
     }
     if (this.prompts.length) return { logits: null, stale: true };
     return this.base ? { base: true } : {};

@@ -17,7 +17,13 @@ const methods = {
       return;
     }
     if (!this.image || !this.history.draft().hoverable) return;
+    const was = this.hoverPos;
     this.hoverPos = { x, y };
+    if (this.previewFor(x, y)) {
+      // Decoded or being decoded here already (the pointer came back, or a click's own move).
+      if (!was && this.hoverResult) this.redraw(null, { light: true });
+      return;
+    }
     const [w, h] = this.size;
     const key = this.key;
     let flight = null;
@@ -25,6 +31,7 @@ const methods = {
       .schedule(() => {
         const pos = this.hoverPos;
         if (!pos || this.key !== key || !this.history.draft().hoverable) return null;
+        if (this.previewFor(pos.x, pos.y)) return null; // the pointer came back: nothing new
         let done;
         flight = { x: pos.x, y: pos.y, key, promise: new Promise((r) => (done = r)) };
         flight.done = done;
@@ -36,7 +43,8 @@ const methods = {
         if (this.hoverFlight === flight) this.hoverFlight = null;
         const ok = res.type === "decoded" && res.key === this.key;
         const i = res.index;
-        const result = ok ? { masks: res.masks, iou: res.iou, index: i, decodeMs: res.decodeMs } : null;
+        const { masks, iou, decodeMs, full } = res;
+        const result = ok ? { masks, iou, index: i, decodeMs, full } : null;
         flight.done(result);
         if (!ok) return;
         this.hoverResult = { x: flight.x, y: flight.y, ...result, logits: res.masks.subarray(i * 65536, (i + 1) * 65536) };
@@ -54,7 +62,8 @@ const methods = {
   previewFor(x, y) {
     const hv = this.hoverResult;
     if (hv && hv.x === x && hv.y === y) {
-      return { result: { masks: hv.masks, iou: hv.iou, index: hv.index, decodeMs: hv.decodeMs } };
+      const { masks, iou, index, decodeMs, full } = hv;
+      return { result: { masks, iou, index, decodeMs, full } };
     }
     const fl = this.hoverFlight;
     if (fl && fl.x === x && fl.y === y && fl.key === this.key) return { awaiting: fl.promise };

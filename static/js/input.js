@@ -89,7 +89,7 @@ export function bindInput(target, ctl, helpOpen = () => false) {
       a.box(normBox(d.start, p, ...ctl.size()));
     } else if (d.mode === "press" && ev.button === d.button) {
       if (Math.hypot(ev.clientX - d.x, ev.clientY - d.y) > CLICK_SLOP_PX) return undefined;
-      a.point(p.x, p.y, ev.button === 2 || ev.shiftKey ? 0 : 1, performance.now());
+      a.point(p.x, p.y, ev.button === 2 || ev.shiftKey ? 0 : 1, ev.timeStamp); // same clock as performance.now()
     }
     return undefined;
   };

@@ -1,4 +1,5 @@
-// Moving between images: GET next (the image this annotator holds, else the next open one),
+// Moving between images: GET next (the image this annotator holds, else the next open one;
+// ?exclude=ID: the one after image ID, for prefetching),
 // GET open (an image by id: "previous"), POST finish (next: the image is done) and POST skip
 // (with a reason: it leaves the queue). The images opened in this tab are kept in
 // sessionStorage for "previous". JSON POSTs carry the CSRF token of the page.
@@ -19,8 +20,10 @@ export class Navigator {
     return resp.json();
   }
 
-  next() {
-    return this.getJson(`/api/projects/${this.projectId}/next`);
+  /** The image to open; with `exclude` (prefetch), the one reserved to come after it. */
+  next(exclude = null) {
+    const query = exclude === null ? "" : `?exclude=${encodeURIComponent(exclude)}`;
+    return this.getJson(`/api/projects/${this.projectId}/next${query}`);
   }
 
   open(imageId) {

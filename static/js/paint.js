@@ -3,6 +3,21 @@
 // the accepted masks. Pure functions over typed arrays; rect = [x0, y0, x1, y1) display pixels.
 
 /**
+ * Runs of one display axis table (geometry.axisTable/viewAxis): display pixels that sample the
+ * same pair of low-res cells are contiguous. {start: Int32Array (count + 1 boundaries), count},
+ * built once per table.
+ */
+function cellRuns(t) {
+  if (t.runs) return t.runs;
+  const n = t.i0.length;
+  const start = [0];
+  for (let d = 1; d < n; d++) if (t.i0[d] !== t.i0[d - 1] || t.i1[d] !== t.i1[d - 1]) start.push(d);
+  start.push(n);
+  t.runs = { start: Int32Array.from(start), count: start.length - 1 };
+  return t.runs;
+}
+
+/**
  * The current mask into `out` (Uint32Array dw x dh). layers: {logits: 256x256 low-res logits or
  * null, base: Uint8Array binary mask at image size or null (used when logits is null), edit:
  * Uint8Array edit layer (0 none, 1 brush, 2 eraser) or null, editBox: [x0, y0, x1, y1] image
@@ -10,7 +25,9 @@
  * takenRows: Uint8Array, 1 for image rows with a label, width}. Mask pixels get `color`,
  * pixels another mask keeps get `dim`, the rest 0. Returns the number of mask pixels painted.
  * The logits are interpolated along y once per display row (a 256-value row buffer), then
- * along x per pixel.
+ * along x: a run of display pixels between two low-res cells of the same sign is filled at
+ * once (a bilinear sample between two positive logits is positive), only runs that change
+ * sign are interpolated per pixel.
  */
 export function paintCurrent(out, tables, layers, color, dim, rect = null) {
   const { width: dw, height: dh, x: tx, y: ty } = tables;
@@ -22,11 +39,15 @@ export function paintCurrent(out, tables, layers, color, dim, rect = null) {
   const c1s = tx.i1;
   const wxs = tx.w1;
   const pxs = tx.px;
+  const runs = cellRuns(tx);
+  let firstRun = 0;
+  while (firstRun < runs.count - 1 && runs.start[firstRun + 1] <= rx0) firstRun++;
   let area = 0;
   for (let dy = ry0; dy < ry1; dy++) {
     const row = dy * dw;
     const iy = ty.px[dy];
     const irow = iy * width;
+    let rowArea = -1; // known when the row is painted by runs only
     if (logits) {
       const r0 = ty.i0[dy] * 256;
       const r1 = ty.i1[dy] * 256;
@@ -35,16 +56,34 @@ export function paintCurrent(out, tables, layers, color, dim, rect = null) {
         const a = logits[r0 + c];
         rowBuf[c] = a + (logits[r1 + c] - a) * wy;
       }
-      for (let dx = rx0; dx < rx1; dx++) {
-        const a = rowBuf[c0s[dx]];
-        out[row + dx] = a + (rowBuf[c1s[dx]] - a) * wxs[dx] > 0 ? color : 0;
+      rowArea = 0;
+      for (let k = firstRun; k < runs.count; k++) {
+        const s = Math.max(runs.start[k], rx0);
+        const e = Math.min(runs.start[k + 1], rx1);
+        if (s >= rx1) break;
+        const a = rowBuf[c0s[s]];
+        const b = rowBuf[c1s[s]];
+        if (a > 0 && b > 0) {
+          for (let i = row + s; i < row + e; i++) out[i] = color;
+          rowArea += e - s;
+        } else if (a <= 0 && b <= 0) {
+          for (let i = row + s; i < row + e; i++) out[i] = 0;
+        } else {
+          for (let dx = s; dx < e; dx++) {
+            const on = a + (b - a) * wxs[dx] > 0;
+            out[row + dx] = on ? color : 0;
+            if (on) rowArea++;
+          }
+        }
       }
     } else if (base) {
       for (let dx = rx0; dx < rx1; dx++) out[row + dx] = base[irow + pxs[dx]] ? color : 0;
     } else {
       out.fill(0, row + rx0, row + rx1);
+      rowArea = 0;
     }
     if (eb && iy >= eb[1] && iy <= eb[3]) {
+      rowArea = -1;
       for (let dx = rx0; dx < rx1; dx++) {
         const ix = pxs[dx];
         if (ix < eb[0] || ix > eb[2]) continue;
@@ -54,6 +93,10 @@ export function paintCurrent(out, tables, layers, color, dim, rect = null) {
       }
     }
     const dimRow = taken && (!takenRows || takenRows[iy]);
+    if (!dimRow && rowArea >= 0) {
+      area += rowArea;
+      continue;
+    }
     for (let dx = rx0; dx < rx1; dx++) {
       if (out[row + dx] === 0) continue;
       if (dimRow && taken[irow + pxs[dx]]) out[row + dx] = dim;

@@ -24,10 +24,11 @@ export function usesMultimask(points, box, maskInput) {
   return !box && points.length === 1 && points[0].label === 1 && !maskInput;
 }
 
-/** The ONNX request of a prompt: {coords, labels, count, maskInput, multimask}. */
+/** The ONNX request of a prompt: {coords, labels, count, maskInput, multimask, size}. */
 export function promptRequest(points, box, maskInput, width, height) {
   const { coords, labels, count } = modelInputs(points, box, width, height);
-  return { coords, labels, count, maskInput, multimask: usesMultimask(points, box, maskInput) };
+  const multimask = usesMultimask(points, box, maskInput);
+  return { coords, labels, count, maskInput, multimask, size: [width, height] };
 }
 
 /** The index a decoded entry shows: the annotator's pick (overrides), else the decode's. */

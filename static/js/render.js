@@ -6,6 +6,7 @@
 import { displayRect, fillRuns, logitsBox, lowResRect, paintCurrent, paintLabels, unionRect } from "./paint.js";
 import { displayTables, fitSize, imageToCanvas, viewRect } from "./geometry.js";
 import { rgba32 } from "./masks.js";
+import { FullMaskPainter } from "./official_mask.js";
 
 const CURRENT_ALPHA = 130;
 const ACCEPTED_ALPHA = 90;
@@ -23,6 +24,7 @@ export class StageRenderer {
     this.tables = null;
     this.labels = null; // Uint16Array: visible accepted masks, the later one on top
     this.colors = new Uint32Array(1);
+    this.fullPainter = null; // the official format's image-size masks (benchmark anchor)
   }
 
   /** Show a new image (an HTMLImageElement or ImageBitmap of width x height). */
@@ -119,7 +121,8 @@ export class StageRenderer {
   }
 
   /**
-   * Draw the current mask. layers: {logits, base, edit, editBox} (see paint.paintCurrent);
+   * Draw the current mask. layers: {logits, full, base, edit, editBox} (see
+   * paint.paintCurrent; full: image-size logits of the official decoder, drawn its way);
    * clip: dim the pixels that visible accepted masks keep. `imageBox` (image pixels) limits
    * the repaint to the display pixels it covers (a stroke being drawn). A full draw paints
    * only the display rect the mask can reach (its low-res cells, its edits) and clears what
@@ -142,6 +145,14 @@ export class StageRenderer {
       return this.area;
     }
     const full = [0, 0, this.c.current.width, this.c.current.height];
+    if (layers && layers.full) {
+      this.fullPainter = this.fullPainter || new FullMaskPainter();
+      const [, , dw, dh] = full;
+      this.painted = full;
+      const c32 = rgba32(color, CURRENT_ALPHA);
+      this.area = this.fullPainter.draw(ctx, layers.full, this.width, this.height, c32, this.view, dw, dh);
+      return this.area;
+    }
     let rect = null;
     if (layers && layers.base) rect = full;
     else if (layers && layers.logits) rect = lowResRect(this.tables, logitsBox(layers.logits));

@@ -33,9 +33,9 @@ export class StatusLine {
   }
 }
 
-/** Mirror a value on body data attributes (strings). */
-export function mark(name, value) {
-  document.body.dataset[name] = String(value);
+/** Mirror values on body data attributes (strings): mark(name, value, name2, value2, ...). */
+export function mark(...pairs) {
+  for (let i = 0; i + 1 < pairs.length; i += 2) document.body.dataset[pairs[i]] = String(pairs[i + 1]);
 }
 
 /** Fill the help overlay's table from the shortcut table and wire its toggle. */

@@ -6,11 +6,15 @@ directory, then started with `annotator serve` as a subprocess.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PASSWORD = "correct horse battery"
+BENCH_CACHE = Path(tempfile.gettempdir()) / "sam-annotator-bench"
 
 
 def free_port() -> int:
@@ -97,19 +102,22 @@ class Instance:
 
 def setup_instance(
     root: Path,
-    checkpoint: Path,
+    checkpoint: Path | None,
     projects: dict[str, list[tuple[str, int, int, tuple]]],
     embed: list[str] | None = None,
+    database_url: str | None = None,
 ) -> Instance:
     """Database, user `ann`, one project per entry (images: name, w, h, bright rect), the
     checkpoint imported as the active vit_b model, the projects in `embed` (default: all)
     embedded. A project left out whose images are byte-for-byte images of embedded ones gets
-    their embedding files when the page first asks (no encoder run)."""
+    their embedding files when the page first asks (no encoder run). With no checkpoint the
+    bootstrap model that `db upgrade` registers stays active. `database_url` (default: a SQLite
+    file in `root`) must name an empty database."""
     port = free_port()
     env = dict(os.environ)
     env.pop("REDIS_URL", None)
     env.update(
-        DATABASE_URL=f"sqlite:///{root / 'db.sqlite3'}",
+        DATABASE_URL=database_url or f"sqlite:///{root / 'db.sqlite3'}",
         ANNOTATOR_DATA_DIR=str(root / "data"),
         PORT=str(port),
         SECRET_KEY="browser-test-secret",
@@ -128,7 +136,9 @@ def setup_instance(
         for fname, w, h, rect in images:
             make_image(folder / fname, w, h, rect)
         inst.cli("images", "import", name, str(folder))
-    inst.cli("model", "import", str(checkpoint), "--type", "vit_b", "--name", "vit_b random", "--activate")
+    if checkpoint is not None:
+        args = ("--type", "vit_b", "--name", "vit_b random", "--activate")
+        inst.cli("model", "import", str(checkpoint), *args)
     for name in projects if embed is None else embed:
         inst.cli("embed", name)
     return inst
@@ -191,3 +201,91 @@ def wait_ready(page, timeout_ms: float = 60000) -> None:  # noqa: ANN001
 
 def body_data(page, name: str) -> str | None:  # noqa: ANN001
     return page.evaluate("(n) => document.body.dataset[n] ?? null", name)
+
+
+def logged_in_page(browser, inst: Instance, width: int = 1280, height: int = 900):  # noqa: ANN001, ANN201
+    """A fresh browser context (own cache and storage) with a page logged in as `ann`."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    login(page, inst.base_url)
+    return context, page
+
+
+def switch_image(page, press, timeout_ms: float = 60000) -> None:  # noqa: ANN001
+    """Run `press()` (next, skip...), then wait until the annotate page has opened the next
+    image (its switchCount hook moves) or has none left."""
+    before = body_data(page, "switchCount") or "0"
+    press()
+    page.wait_for_function(
+        "(b) => document.body.dataset.switchCount !== b || document.body.dataset.noImages === 'true'",
+        arg=before,
+        timeout=timeout_ms,
+    )
+
+
+def wait_prefetched(page, timeout_ms: float = 180000) -> str:  # noqa: ANN001
+    """Wait until the image after the open one is prefetched; its id, or "none"."""
+    page.wait_for_function(
+        "!!document.body.dataset.prefetchedId || !!document.body.dataset.prefetchError", timeout=timeout_ms
+    )
+    err = body_data(page, "prefetchError")
+    if err:
+        raise AssertionError(f"prefetch failed: {err}")
+    return body_data(page, "prefetchedId")
+
+
+def random_vit_b() -> Path:
+    """A random-weight vit_b checkpoint in the official format, cached between runs (benches:
+    decoder timings do not depend on the weights)."""
+    path = BENCH_CACHE / "sam_vit_b_random_seed0.pth"
+    if not path.exists():
+        import torch
+        from segment_anything import sam_model_registry
+
+        BENCH_CACHE.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        tmp = path.with_suffix(".tmp")
+        torch.save(sam_model_registry["vit_b"](checkpoint=None).state_dict(), tmp)
+        tmp.replace(path)
+    return path
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (nearest rank) of `values`."""
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def summary(values: list[float]) -> dict:
+    """median (= p50), p95, min, max and count, rounded."""
+    return {
+        "median": round(statistics.median(values), 3),
+        "p95": round(pct(values, 0.95), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "n": len(values),
+    }
+
+
+_bench_instances: dict[tuple, Instance] = {}
+
+
+def bench_instance(projects: dict[str, list[tuple[str, int, int, tuple]]]) -> Instance:
+    """An instance for benches (random vit_b; `projects` as in setup_instance, all embedded),
+    set up once per process and removed at exit: benches run one after another reuse it. Start
+    and stop its server around each use."""
+    key = tuple((name, tuple(images)) for name, images in sorted(projects.items()))
+    if key not in _bench_instances:
+        root = Path(tempfile.mkdtemp(prefix="bench-instance-"))
+        atexit.register(shutil.rmtree, root, True)
+        _bench_instances[key] = setup_instance(root, random_vit_b(), projects)
+    return _bench_instances[key]
+
+
+def embedding_info(page) -> dict:  # noqa: ANN001
+    """How the open image's embedding reached the decoder (DecoderClient.loadEmbedding's answer:
+    dtype, bytes, loadMs = fetchMs + convertMs + handoffMs)."""
+    return page.evaluate(
+        "async () => { const a = window.annotatorDebug.annotator;"
+        " return await a.decoder.embeddings.get(a.key); }"
+    )

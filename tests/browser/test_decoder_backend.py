@@ -1,0 +1,51 @@
+"""The decoder's backend: WebGPU where the browser offers an adapter, else WASM, and a WebGPU
+session that fails falls back to WASM by itself; the page shows which one runs."""
+
+from __future__ import annotations
+
+from browser_harness import Instance, body_data, wait_ready
+from page_helpers import click_image, image_info
+
+
+def _open(page, server: Instance, query: str = "") -> dict:  # noqa: ANN001
+    page.goto(f"{server.base_url}/projects/{server.projects['demo']}/annotate{query}")
+    wait_ready(page)
+    return image_info(page, server)
+
+
+def _has_adapter(page) -> bool:  # noqa: ANN001
+    return page.evaluate(
+        "async () => !!(navigator.gpu && await navigator.gpu.requestAdapter().catch(() => null))"
+    )
+
+
+def test_auto_uses_wasm_without_a_webgpu_adapter(page, server: Instance) -> None:  # noqa: ANN001
+    _open(page, server)
+    shown = page.locator("[data-testid=decoder-backend]").text_content()
+    if _has_adapter(page):  # a browser with WebGPU runs the decoder there
+        assert body_data(page, "decoderBackend") == "webgpu" and shown.startswith("webgpu")
+        return
+    assert body_data(page, "decoderBackend") == "wasm"
+    assert shown.startswith("wasm ×"), shown
+    assert body_data(page, "decoderFallback")  # why not WebGPU, e.g. "no WebGPU adapter"
+    assert "decoder wasm" in page.locator("[data-testid=status]").text_content()
+
+
+def test_failing_webgpu_session_falls_back_to_wasm(page, server: Instance) -> None:  # noqa: ANN001
+    """The WebGPU path forced to throw (?fault=webgpu), then WebGPU asked for where there is no
+    adapter: both end on WASM, report why, and decode."""
+    img = _open(page, server, "?backend=webgpu&fault=webgpu")
+    assert body_data(page, "decoderBackend") == "wasm"
+    assert "simulated failure" in body_data(page, "decoderFallback")
+    assert page.locator("[data-testid=decoder-backend]").get_attribute("title").startswith("not WebGPU")
+    click_image(page, img, 150.0, 110.0)
+    assert int(body_data(page, "maskArea")) > 0
+    page.keyboard.press("Escape")  # no draft left for the next page load to restore
+    page.wait_for_function("document.body.dataset.pendingEvents === '0'")
+    if _has_adapter(page):
+        return
+    img = _open(page, server, "?backend=webgpu")
+    assert body_data(page, "decoderBackend") == "wasm"
+    assert body_data(page, "decoderFallback").startswith("WebGPU session failed")
+    click_image(page, img, 150.0, 110.0)
+    assert int(body_data(page, "maskArea")) > 0
