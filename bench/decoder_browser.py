@@ -201,15 +201,23 @@ def native_reference(inst: Instance, sizes: list[str], repeats: int) -> dict:
     return out
 
 
-def run(quick: bool = False) -> dict:
+def run(
+    quick: bool = False,
+    sizes: list[str] | None = None,
+    thread_counts: list[int] | None = None,
+    names: list[str] | None = None,
+    clicks: int | None = None,
+    dwell: bool = True,
+) -> dict:
     """Click-to-paint of each pipeline, image size and thread count (quick: one small image,
-    1 thread, ours and official, 3 clicks)."""
+    1 thread, ours and official, 3 clicks); the other arguments narrow a run to one case."""
     from playwright.sync_api import sync_playwright
 
-    sizes = ["0.3MP"] if quick else list(IMAGES)
-    thread_counts = [1] if quick else [1, 2]
-    names = ["ours", "official"] if quick else list(PIPELINES)
-    clicks, warmup = (3, 1) if quick else (50, 3)
+    sizes = sizes or (["0.3MP"] if quick else list(IMAGES))
+    thread_counts = thread_counts or ([1] if quick else [1, 2])
+    names = names or (["ours", "official"] if quick else list(PIPELINES))
+    warmup = 1 if quick else 3
+    clicks = clicks or (3 if quick else 50)
     t0 = time.perf_counter()
     inst = bench_instance(projects(sizes))
     setup_s = time.perf_counter() - t0
@@ -220,10 +228,11 @@ def run(quick: bool = False) -> dict:
         with sync_playwright() as p:
             browser = launch_browser(p)
             runs = [measure(browser, inst, s, t, names, clicks, warmup) for s in sizes for t in thread_counts]
-            dwell_names = ["ours", "official"]
+            dwell_names = [n for n in ("ours", "official") if n in names]
             dwell_threads = thread_counts[-1]
             runs += [
-                measure(browser, inst, s, dwell_threads, dwell_names, clicks, warmup, DWELL_MS) for s in sizes
+                measure(browser, inst, s, dwell_threads, dwell_names, clicks, warmup, DWELL_MS)
+                for s in (sizes if dwell else [])
             ]
             version = browser.version
             browser.close()
@@ -264,8 +273,25 @@ def run(quick: bool = False) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke-sized run")
+    ap.add_argument("--sizes", default="", help=f"comma-separated, of {', '.join(IMAGES)}")
+    ap.add_argument("--threads", default="", help="comma-separated WASM thread counts")
+    ap.add_argument("--pipelines", default="", help=f"comma-separated, of {', '.join(PIPELINES)}")
+    ap.add_argument("--clicks", type=int, default=None)
+    ap.add_argument("--no-dwell", action="store_true", help="skip the runs with the hover preview on")
     args = ap.parse_args()
-    print(json.dumps({"decoder_browser": run(quick=args.quick)}, indent=2))
+
+    def items(text: str) -> list[str] | None:
+        return [v for v in text.split(",") if v] or None
+
+    result = run(
+        quick=args.quick,
+        sizes=items(args.sizes),
+        thread_counts=[int(v) for v in items(args.threads) or []] or None,
+        names=items(args.pipelines),
+        clicks=args.clicks,
+        dwell=not args.no_dwell,
+    )
+    print(json.dumps({"decoder_browser": result}, indent=2))
     return 0
 
 

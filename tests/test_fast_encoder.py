@@ -46,6 +46,24 @@ def test_sdpa_attention_matches_official() -> None:
     assert set(enc.state_dict()) == set(small_vit().state_dict())  # same weights, same file format
 
 
+def test_chunked_global_attention_matches_official(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The global block (64 tokens here) takes the chunked path, with a partial last chunk."""
+    from annotator_backend import fast_encoder
+
+    monkeypatch.setattr(fast_encoder, "GLOBAL_TOKENS", 16)  # the windowed block (9) stays on SDPA
+    monkeypatch.setattr(fast_encoder, "CHUNK_ROWS", 5)
+    enc = small_vit()
+    x = torch.randn(2, 3, 128, 128)
+    with torch.inference_mode():
+        ref = enc(x)
+        use_sdpa_attention(enc)
+        out = enc(x)
+        with encoder_autocast(enc, "bf16"):
+            low = enc(x).float()
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-4)
+    assert torch.nn.functional.cosine_similarity(low.flatten(), ref.flatten(), dim=0) > 0.99
+
+
 def test_bf16_autocast_keeps_the_embedding_close() -> None:
     enc = use_sdpa_attention(small_vit())
     x = torch.randn(1, 3, 128, 128)
