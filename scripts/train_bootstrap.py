@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--batch", type=int, default=2, help="images per step")
     ap.add_argument("--masks", type=int, default=3, help="masks per image per step")
+    ap.add_argument(
+        "--min-area", type=float, default=0.002, help="masks under this fraction of the frame are dropped"
+    )
     ap.add_argument("--grad-passes", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=100)
@@ -134,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             time.time() - t,
         )
         aug = AugmentConfig(
-            crop=args.crop, gt_res=args.crop // 2, max_masks=args.masks, full_frame=not args.windows
+            crop=args.crop,
+            gt_res=args.crop // 2,
+            max_masks=args.masks,
+            full_frame=not args.windows,
+            min_area=args.min_area,
         )
         cfg = TrainConfig(
             mode="full",
