@@ -122,7 +122,7 @@ def project_masks(
         .join(Mask, Mask.image_id == Image.id)
         .where(Image.project_id == project_id, _mask_filter(tuple(sources)))
         .order_by(Image.id, Mask.id)
-    ).tuples()
+    )
     grouped: dict[Image, list[Mask]] = defaultdict(list)
     for image, mask in rows:
         if is_held_out(image.sha256) == held_out:

@@ -54,13 +54,9 @@ class ImageCounts:
 
 
 def image_counts(session: Session, project_id: int) -> ImageCounts:
-    rows = (
-        session.execute(
-            select(Image.status, func.count()).where(Image.project_id == project_id).group_by(Image.status)
-        )
-        .tuples()
-        .all()
-    )
+    rows = session.execute(
+        select(Image.status, func.count()).where(Image.project_id == project_id).group_by(Image.status)
+    ).all()
     by_state = {s.value: 0 for s in ImageStatus}
     by_state.update(dict(rows))
     leased = session.scalar(
@@ -144,19 +140,17 @@ def annotator_rows(session: Session, project_id: int) -> list[AnnotatorRow]:
     durations: dict[int, list[int]] = defaultdict(list)
     for author, ms in session.execute(
         select(masks.c.author_id, masks.c.active_ms).where(masks.c.active_ms > 0)
-    ).tuples():
+    ):
         durations[author].append(ms)
     spans: dict[int, float] = defaultdict(float)
     for user_id, start, last in session.execute(
         select(
             AnnotationSession.user_id, AnnotationSession.started_at, AnnotationSession.last_event_at
         ).where(AnnotationSession.project_id == project_id, AnnotationSession.last_event_at.is_not(None))
-    ).tuples():
+    ):
         spans[user_id] += max(0.0, (_utc(last) - _utc(start)).total_seconds())
     names = dict(
-        session.execute(select(User.id, User.username).where(User.id.in_([t[0] for t in totals])))
-        .tuples()
-        .all()
+        session.execute(select(User.id, User.username).where(User.id.in_([t[0] for t in totals]))).all()
     )
     rows = []
     for author, count, clicks, active_ms in totals:
@@ -195,7 +189,7 @@ def seconds_per_mask_timeline(session: Session, project_id: int) -> Timeline:
     masks = _annotator_masks(project_id).where(Mask.active_ms > 0).subquery()
     rows = session.execute(
         select(masks.c.created_at, masks.c.active_ms, masks.c.author_id).order_by(masks.c.created_at)
-    ).tuples()
+    )
     data = [(_utc(t).timestamp(), ms / 1000.0, a) for t, ms, a in rows]
     if not data:
         return Timeline(86400, BUCKETS[1][1], [])
@@ -218,7 +212,7 @@ def seconds_per_mask_timeline(session: Session, project_id: int) -> Timeline:
         )
 
     top = sorted(per_author, key=lambda a: -sum(len(v) for v in per_author[a].values()))[:MAX_SERIES]
-    names = dict(session.execute(select(User.id, User.username).where(User.id.in_(top))).tuples().all())
+    names = dict(session.execute(select(User.id, User.username).where(User.id.in_(top))).all())
     out = [series("all annotators", everyone)]
     out += [series(names.get(a, f"user {a}"), per_author[a]) for a in top]
     return Timeline(step, fmt, out)
@@ -346,7 +340,7 @@ def skipped_images(session: Session, project_id: int, limit: int = 100) -> list[
         .where(Image.project_id == project_id, Image.status == ImageStatus.skipped.value)
         .order_by(Image.id)
         .limit(limit)
-    ).tuples()
+    )
     return [
         SkippedImage(
             image.id,
