@@ -56,33 +56,27 @@ def chunked_rel_pos_attention(
 
 
 class SdpaAttention(Attention):
-    """segment-anything's `Attention` with the product, bias and softmax fused by SDPA."""
+    """segment-anything's `Attention`: windowed blocks fused by SDPA (relative positions as its
+    additive mask), global blocks by `chunked_rel_pos_attention`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, H, W, C] -> [B, H, W, C]."""
         b, h, w, _ = x.shape
         qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each [B, heads, H*W, head_dim]
-        bias = None
-        if self.use_rel_pos and h * w > GLOBAL_TOKENS:
-            rh = get_rel_pos(h, h, self.rel_pos_h).to(q.dtype)
-            rw = get_rel_pos(w, w, self.rel_pos_w).to(q.dtype)
-            r_q = q.reshape(b * self.num_heads, h, w, -1)
-            rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh).reshape(b, self.num_heads, h * w, h, 1)
-            rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw).reshape(b, self.num_heads, h * w, 1, w)
-            out = chunked_rel_pos_attention(q, k, v.to(q.dtype), rel_h.to(q.dtype), rel_w.to(q.dtype))
-            out = out.reshape(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
-            return self.proj(out)
-        if self.use_rel_pos:
+        if not self.use_rel_pos:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
             rh = get_rel_pos(h, h, self.rel_pos_h).to(q.dtype)  # [H, H, head_dim]
             rw = get_rel_pos(w, w, self.rel_pos_w).to(q.dtype)  # [W, W, head_dim]
             r_q = q.reshape(b * self.num_heads, h, w, -1)
-            rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh)
-            rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw)
-            bias = (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(
-                b, self.num_heads, h * w, h * w
-            )
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+            rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh).reshape(b, self.num_heads, h * w, h, 1)
+            rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw).reshape(b, self.num_heads, h * w, 1, w)
+            if h * w > GLOBAL_TOKENS:
+                out = chunked_rel_pos_attention(q, k, v, rel_h, rel_w)
+            else:
+                bias = (rel_h + rel_w).reshape(b, self.num_heads, h * w, h * w)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = out.reshape(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
         return self.proj(out)
 
