@@ -3,7 +3,10 @@
 // time in the order they were made (an event may refer to the mask an earlier one created),
 // so a resend never overtakes. Unacked events are resent on every (re)connect and after an
 // ack timeout; the server dedupes on the event UUID, so resending is always safe. Events left
-// by an earlier page load of the same user are resent first.
+// by an earlier page load of the same user are resent first. A write IndexedDB has not
+// confirmed when the page unloads is kept by the Journal (localStorage) and redone here.
+
+import { Journal } from "./journal.js";
 
 const DB_NAME = "sam-annotator";
 const STORE = "outbox";
@@ -90,6 +93,7 @@ export class Outbox {
       store = new MemoryStore();
     }
     const box = new Outbox(store, transport, owner, onChange);
+    for (const rec of box.journal.take()) await box.persist(rec); // cut short by an unload
     for (const rec of await store.all()) if (rec.owner === owner) box.records.set(rec.uuid, rec);
     box.changed();
     return box;
@@ -107,6 +111,7 @@ export class Outbox {
     this.rejected = [];
     this.ackWaiters = new Map(); // uuid -> [resolve]
     this.retryTimer = null;
+    this.journal = new Journal("outbox");
   }
 
   get pending() {
@@ -145,8 +150,10 @@ export class Outbox {
   }
 
   async persist(rec) {
+    const confirmed = this.journal.begin(rec.uuid, rec);
     try {
       await this.store.put(rec);
+      confirmed();
     } catch (err) {
       console.warn("outbox: could not persist event", err);
     }
