@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from .config import Settings
-from .fast_encoder import encoder_autocast
+from .fast_encoder import encode
 from .images import image_path, load_rgb
 from .model_registry import load_model
 from .models import Embedding, Image, ModelVersion, Project
@@ -43,10 +43,7 @@ def preprocess(model: Sam, rgb: np.ndarray) -> torch.Tensor:
 def embed_rgb(model: Sam, rgb: np.ndarray, precision: str = "auto") -> np.ndarray:
     """The image embedding, float32 [1, 256, 64, 64]; the encoder runs in bf16 where that is
     native (`precision` "auto", see fast_encoder), else fp32."""
-    x = preprocess(model, rgb)
-    with encoder_autocast(model, precision):
-        out = model.image_encoder(x)
-    return out.float().numpy()
+    return encode(model.image_encoder, preprocess(model, rgb), precision).numpy()
 
 
 def embed_file(model: Sam, path: Path, precision: str = "auto") -> np.ndarray:
@@ -164,8 +161,8 @@ def embed_images(
             seconds = 0.0
             if x is not None:
                 start = time.perf_counter()
-                with _embed_lock, torch.inference_mode(), encoder_autocast(model, settings.encoder_precision):
-                    emb = model.image_encoder(x).float().numpy()
+                with _embed_lock, torch.inference_mode():
+                    emb = encode(model.image_encoder, x, settings.encoder_precision).numpy()
                 seconds = time.perf_counter() - start
             if writing is not None:  # the previous image's file is written: record it
                 writing[0].result()

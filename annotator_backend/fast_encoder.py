@@ -8,15 +8,18 @@ Two levers, measured by `bench/encoder.py`:
   terms added in place and the softmax in the compute dtype, so the [heads, 4096, 4096] bias
   is never materialised (half the time of SDPA with that mask, in bf16). Same parameters and
   state dict as segment-anything's `Attention`; fp32 results agree to ~1e-6.
-- `encoder_autocast`: bf16 autocast for the encoder on CPUs with native bf16 (AVX512-BF16 or
-  AMX) and on CUDA. Elsewhere bf16 is emulated and slower, so "auto" stays in fp32.
+- `encode`: on CPUs with native bf16 (AVX512-BF16 or AMX) and on CUDA, the encoder runs as a
+  bf16 copy of itself (weights cast once, activations in bf16 throughout): 12% faster than
+  bf16 autocast, which casts the weights at every call and keeps the residual stream and the
+  LayerNorms in fp32. Elsewhere bf16 is emulated and slower, so "auto" stays in fp32.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import functools
-from collections.abc import Iterator
+import threading
+import weakref
 from pathlib import Path
 
 import torch
@@ -110,13 +113,25 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
-@contextlib.contextmanager
-def encoder_autocast(model: Sam, precision: str = "auto") -> Iterator[str]:
-    """Run the block under bf16 autocast when `precision` resolves to bf16; yields the choice."""
-    device = next(model.parameters()).device
-    chosen = resolve_precision(precision, device)
-    if chosen == "bf16":
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            yield chosen
-    else:
-        yield chosen
+_bf16_copies: weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module] = weakref.WeakKeyDictionary()
+_bf16_lock = threading.Lock()
+
+
+def bf16_copy(encoder: torch.nn.Module) -> torch.nn.Module:
+    """A bf16 copy of `encoder`, made on first use and kept as long as the encoder is. The
+    copy does not follow later changes to the encoder's weights: use it for inference only."""
+    with _bf16_lock:
+        low = _bf16_copies.get(encoder)
+        if low is None:
+            low = copy.deepcopy(encoder).to(torch.bfloat16).eval()
+            _bf16_copies[encoder] = low
+    return low
+
+
+def encode(encoder: torch.nn.Module, x: torch.Tensor, precision: str = "auto") -> torch.Tensor:
+    """Run an image encoder on x [B, 3, S, S] in `precision` ("auto": bf16 where native, see
+    `resolve_precision`); returns the embedding in float32."""
+    device = next(encoder.parameters()).device
+    if resolve_precision(precision, device) == "bf16":
+        return bf16_copy(encoder)(x.to(torch.bfloat16)).float()
+    return encoder(x.float())

@@ -4,7 +4,7 @@
 
 Ours is the real `annotator embed` path (`embeddings.embed_images` on a temporary instance:
 reading and resizing image N+1 and writing embedding N-1 overlap with encoding image N; SDPA
-attention; bf16 autocast where the CPU has native bf16). The anchor, in the same run on the same
+attention; a bf16 copy of the encoder where the CPU has native bf16). The anchor, in the same run on the same
 images, is the official `SamPredictor.set_image` + `get_image_embedding` in fp32 on a separate,
 unmodified model with the same weights, saving the fp32 array. Passes alternate (ours, official,
 ours, ...) and each figure is the median over passes. Quality: cosine of our stored embedding to

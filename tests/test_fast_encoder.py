@@ -8,7 +8,8 @@ from segment_anything.modeling import ImageEncoderViT
 
 from annotator_backend.fast_encoder import (
     SdpaAttention,
-    encoder_autocast,
+    bf16_copy,
+    encode,
     resolve_precision,
     use_sdpa_attention,
 )
@@ -58,21 +59,24 @@ def test_chunked_global_attention_matches_official(monkeypatch: pytest.MonkeyPat
         ref = enc(x)
         use_sdpa_attention(enc)
         out = enc(x)
-        with encoder_autocast(enc, "bf16"):
-            low = enc(x).float()
+        low = encode(enc, x, "bf16")
     assert torch.allclose(out, ref, atol=1e-5, rtol=1e-4)
     assert torch.nn.functional.cosine_similarity(low.flatten(), ref.flatten(), dim=0) > 0.99
 
 
-def test_bf16_autocast_keeps_the_embedding_close() -> None:
+def test_bf16_copy_keeps_the_embedding_close() -> None:
     enc = use_sdpa_attention(small_vit())
     x = torch.randn(1, 3, 128, 128)
     with torch.inference_mode():
         ref = enc(x)
-        with encoder_autocast(enc, "bf16") as chosen:
-            out = enc(x).float()
-    assert chosen == "bf16"
+        out = encode(enc, x, "bf16")
+        assert torch.equal(encode(enc, x, "fp32"), ref)
+    assert out.dtype == torch.float32
     assert torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.99
+    low = bf16_copy(enc)
+    assert low is bf16_copy(enc), "cast once, reused"
+    assert all(p.dtype == torch.bfloat16 for p in low.parameters())
+    assert all(p.dtype == torch.float32 for p in enc.parameters()), "the model itself is untouched"
 
 
 def test_precision_choice() -> None:
