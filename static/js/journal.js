@@ -6,12 +6,13 @@
 
 const PREFIX = "sam-annotator-journal";
 const pageId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+let instances = 0;
 
 export class Journal {
-  /** name: what is journaled ("outbox", "drafts"); one journal per name and page. */
+  /** name: what is journaled ("outbox", "drafts"); each instance writes its own key. */
   constructor(name) {
     this.prefix = `${PREFIX}:${name}:`;
-    this.key = this.prefix + pageId;
+    this.key = `${this.prefix}${pageId}-${instances++}`;
     this.pending = new Map(); // id -> {value, ticket}
     this.ticket = 0;
     if (typeof window !== "undefined") {
@@ -55,7 +56,7 @@ export class Journal {
       const keys = [];
       for (let i = 0; i < localStorage.length; i++) {
         const k = localStorage.key(i);
-        if (k && k.startsWith(this.prefix) && k !== this.key) keys.push(k);
+        if (k && k.startsWith(this.prefix) && !k.startsWith(this.prefix + pageId)) keys.push(k);
       }
       for (const k of keys.sort()) {
         try {

@@ -14,6 +14,7 @@ WRITE_AND_RELOAD = """async ([owner, n]) => {
     const offline = { connected: false, send: () => Promise.reject(new Error('offline')) };
     const box = await Outbox.open(offline, owner);
     const drafts = await DraftStore.open();
+    await Outbox.open(offline, owner);  // a second, idle outbox: its empty journal removes nothing
     for (let i = 0; i < n; i++) {
         box.add({ uuid: `${owner}-${i}`, seq: i, type: 'click', payload: { x: i, y: i, label: 1 } });
         const entry = { id: `${owner}-${i}`, type: 'click', payload: { x: i } };
