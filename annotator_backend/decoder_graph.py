@@ -94,22 +94,35 @@ class FastDecoderModel(SamOnnxModel):
             pos = model.prompt_encoder.get_dense_pe().reshape(self.channels, -1).t().contiguous()
         self.register_buffer("pos", pos, persistent=False)
 
-    def dense_tokens(
-        self, image_tokens: torch.Tensor, mask_input: torch.Tensor, has_mask_input: torch.Tensor
-    ) -> torch.Tensor:
-        """Image tokens + the dense prompt embedding (mask_input's, or `no_mask_embed`)."""
-        pe = self.model.prompt_encoder
-        conv1, norm1, _, conv2, norm2, _, conv3 = pe.mask_downscaling
+    def mask_features(self, mask_input: torch.Tensor) -> torch.Tensor:
+        """mask_input [1, 1, 4H, 4W] -> the mask embedding before its last 1x1 conv [HW, C2]."""
+        conv1, norm1, _, conv2, norm2, _, _ = self.model.prompt_encoder.mask_downscaling
         gh, gw = self.grid
         # Each token sees a 4x4 patch of mask_input: 2x2 sub-patches (conv1) of 2x2 pixels.
         m = mask_input.reshape(gh, 2, 2, gw, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(gh * gw, 4, 4)
         y = m @ conv1.weight.reshape(conv1.out_channels, 4).t() + conv1.bias
         y = F.gelu(_layer_norm(y, norm1))  # [HW, 4 sub-patches, C1]
         w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.out_channels, -1)
-        y = F.gelu(_layer_norm(y.reshape(gh * gw, -1) @ w2.t() + conv2.bias, norm2))
-        w3 = conv3.weight.reshape(conv3.out_channels, -1).t() * has_mask_input
-        bias = has_mask_input * conv3.bias + (1 - has_mask_input) * pe.no_mask_embed.weight[0]
-        return image_tokens + (y @ w3 + bias)
+        return F.gelu(_layer_norm(y.reshape(gh * gw, -1) @ w2.t() + conv2.bias, norm2))
+
+    def dense_terms(
+        self, mask_input: torch.Tensor, has_mask_input: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The dense prompt embedding as `y @ w3 + c`: y [HW, C2] (zero without a mask),
+        the last conv's weight w3 [C2, C] and a per-channel constant c [C]."""
+        pe = self.model.prompt_encoder
+        conv3 = pe.mask_downscaling[-1]
+        y = self.mask_features(mask_input) * has_mask_input
+        w3 = conv3.weight.reshape(conv3.out_channels, -1).t()
+        c = has_mask_input * conv3.bias + (1 - has_mask_input) * pe.no_mask_embed.weight[0]
+        return y, w3, c
+
+    def dense_tokens(
+        self, image_tokens: torch.Tensor, mask_input: torch.Tensor, has_mask_input: torch.Tensor
+    ) -> torch.Tensor:
+        """Image tokens + the dense prompt embedding (mask_input's, or `no_mask_embed`)."""
+        y, w3, c = self.dense_terms(mask_input, has_mask_input)
+        return image_tokens + (y @ w3 + c)
 
     def upscale(self, x: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
         """Image tokens [HW, C] and hypernetwork outputs [M, C/8] -> logits [1, M, 4H, 4W]."""
@@ -124,6 +137,54 @@ class FastDecoderModel(SamOnnxModel):
         masks = (y @ hyper.t()).reshape(gh, gw, 2, 2, 2, 2, m)  # (y, x, dy, dx, ey, ex, mask)
         return masks.permute(6, 0, 2, 4, 1, 3, 5).reshape(1, m, 4 * gh, 4 * gw)
 
+    def prompt_tokens(self, point_coords: torch.Tensor, point_labels: torch.Tensor) -> torch.Tensor:
+        """The IoU token, the mask tokens and the point embeddings: [5 + N, C]."""
+        decoder = self.model.mask_decoder
+        sparse = self._embed_points(point_coords, point_labels)[0]
+        return torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight, sparse], dim=0)
+
+    @staticmethod
+    def token_self_attention(
+        layer: torch.nn.Module, queries: torch.Tensor, tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """The first half of a two-way block on the tokens: self-attention, then norm1."""
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(q=queries[None], k=queries[None], v=queries[None])[0]
+        else:
+            q = queries + tokens
+            queries = queries + layer.self_attn(q=q[None], k=q[None], v=queries[None])[0]
+        return layer.norm1(queries)
+
+    def two_way_layers(
+        self, layers: list, queries: torch.Tensor, tokens: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two-way blocks over queries [T, C] and image tokens x [HW, C]."""
+        pos = self.pos
+        for layer in layers:
+            queries = self.token_self_attention(layer, queries, tokens)
+            xp = x + pos
+            attn = tokens_to_image(layer.cross_attn_token_to_image, queries + tokens, x, xp)
+            queries = layer.norm2(queries + attn)
+            queries = layer.norm3(queries + layer.mlp(queries))
+            attn = image_to_tokens(layer.cross_attn_image_to_token, xp, queries + tokens, queries)
+            x = _layer_norm(x + attn, layer.norm4)
+        return queries, x
+
+    def heads(
+        self, queries: torch.Tensor, tokens: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The final token->image attention, the hypernetworks, the upscaling, the IoU head."""
+        decoder = self.model.mask_decoder
+        tr = decoder.transformer
+        attn = tokens_to_image(tr.final_attn_token_to_image, queries + tokens, x, x + self.pos)
+        queries = tr.norm_final_attn(queries + attn)
+        n_masks = decoder.num_mask_tokens
+        hyper = torch.stack(
+            [decoder.output_hypernetworks_mlps[i](queries[1 + i]) for i in range(n_masks)], dim=0
+        )
+        iou = decoder.iou_prediction_head(queries[0:1])
+        return self.upscale(x, hyper), iou
+
     @torch.no_grad()
     def forward(  # type: ignore[override]
         self,
@@ -133,32 +194,7 @@ class FastDecoderModel(SamOnnxModel):
         mask_input: torch.Tensor,  # [1, 1, 4H, 4W]
         has_mask_input: torch.Tensor,  # [1]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        decoder = self.model.mask_decoder
-        tr = decoder.transformer
-        c = self.channels
-        sparse = self._embed_points(point_coords, point_labels)[0]
-        tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight, sparse], dim=0)
-        x = self.dense_tokens(image_embeddings.reshape(c, -1).t(), mask_input, has_mask_input)
-        pos = self.pos
-        queries = tokens
-        for layer in tr.layers:
-            if layer.skip_first_layer_pe:
-                queries = layer.self_attn(q=queries[None], k=queries[None], v=queries[None])[0]
-            else:
-                q = queries + tokens
-                queries = queries + layer.self_attn(q=q[None], k=q[None], v=queries[None])[0]
-            queries = layer.norm1(queries)
-            xp = x + pos
-            attn = tokens_to_image(layer.cross_attn_token_to_image, queries + tokens, x, xp)
-            queries = layer.norm2(queries + attn)
-            queries = layer.norm3(queries + layer.mlp(queries))
-            attn = image_to_tokens(layer.cross_attn_image_to_token, xp, queries + tokens, queries)
-            x = _layer_norm(x + attn, layer.norm4)
-        attn = tokens_to_image(tr.final_attn_token_to_image, queries + tokens, x, x + pos)
-        queries = tr.norm_final_attn(queries + attn)
-        n_masks = decoder.num_mask_tokens
-        hyper = torch.stack(
-            [decoder.output_hypernetworks_mlps[i](queries[1 + i]) for i in range(n_masks)], dim=0
-        )
-        iou = decoder.iou_prediction_head(queries[0:1])
-        return self.upscale(x, hyper), iou
+        tokens = self.prompt_tokens(point_coords, point_labels)
+        x = self.dense_tokens(image_embeddings.reshape(self.channels, -1).t(), mask_input, has_mask_input)
+        queries, x = self.two_way_layers(list(self.model.mask_decoder.transformer.layers), tokens, tokens, x)
+        return self.heads(queries, tokens, x)

@@ -17,6 +17,7 @@ from .onnx_export import (
     GRAPH_VERSION,
     export_decoder,
     export_official,
+    export_split,
     graph_version,
     image_side_matmuls,
     quantize_decoder,
@@ -31,8 +32,10 @@ _cache_lock = threading.Lock()
 _export_lock = threading.Lock()
 _current: dict[tuple[str, int], bool] = {}  # (decoder path, mtime_ns) -> exported by this graph
 # Decoder files a version can serve (DESIGN.md §3): the fp32 contract graph, its dynamically
-# quantized copy (DECODER_QUANTIZED=1), and the official demo's export (benchmark anchor only).
-DECODER_VARIANTS = ("fp32", "int8", "official")
+# quantized copy (DECODER_QUANTIZED=1), the same function split into a per-image ("prepare")
+# and a per-click ("split") graph (decoder_split.py; what the annotate page runs by default),
+# and the official demo's export (benchmark anchor only).
+DECODER_VARIANTS = ("fp32", "int8", "split", "prepare", "official")
 
 
 def encoder_digest(model: Sam) -> str:
@@ -74,6 +77,7 @@ def import_checkpoint(
     try:
         ckpt = atomic_copy(path, folder / "checkpoint.pth")
         onnx_path = export_decoder(model, folder / "decoder.onnx")
+        _export_split_beside(model, onnx_path)  # what the annotate page loads
         version = ModelVersion(
             name=name or f"{arch} {digest[:8]}",
             kind=kind,
@@ -154,13 +158,23 @@ def ensure_onnx(version: ModelVersion) -> Path:
 
 
 def served_variant(settings: Settings) -> str:
-    """The decoder variant the annotate page gets by default."""
+    """The decoder variant `/models/<id>/decoder.onnx` serves without `?variant`: the contract's."""
     return "int8" if settings.decoder_quantized else "fp32"
+
+
+def page_variant(settings: Settings) -> str:
+    """The decoder variant the annotate page runs: the split graphs, or the quantized file."""
+    return "int8" if settings.decoder_quantized else "split"
+
+
+def _export_split_beside(model: Sam, fp32: Path) -> None:
+    export_split(model, fp32.with_name("decoder.prepare.onnx"), fp32.with_name("decoder.split.onnx"))
 
 
 def decoder_file(version: ModelVersion, variant: str = "fp32") -> Path:
     """The file of a decoder variant (see DECODER_VARIANTS), made on first use beside the fp32
-    one: `decoder.int8.onnx` (quantized copy), `decoder.official.onnx` (official export)."""
+    one: `decoder.int8.onnx` (quantized copy), `decoder.split.onnx` and `decoder.prepare.onnx`
+    (the split graphs), `decoder.official.onnx` (official export)."""
     if variant not in DECODER_VARIANTS:
         raise ValueError(f"unknown decoder variant {variant!r}; expected one of {DECODER_VARIANTS}")
     fp32 = ensure_onnx(version)
@@ -172,6 +186,8 @@ def decoder_file(version: ModelVersion, variant: str = "fp32") -> Path:
         if not path.exists() or stale:
             if variant == "int8":
                 quantize_decoder(fp32, path, image_side_matmuls(fp32))
+            elif variant in ("split", "prepare"):
+                _export_split_beside(load_model(version), fp32)
             else:
                 export_official(load_model(version), path)
     return path

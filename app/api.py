@@ -13,7 +13,13 @@ from annotator_backend.assignment import next_image
 from annotator_backend.embeddings import ensure_embedding, read_embedding
 from annotator_backend.images import image_path
 from annotator_backend.management import ReasonError, TransitionError, finish_image, skip_image
-from annotator_backend.model_registry import DECODER_VARIANTS, decoder_file, get_version, served_variant
+from annotator_backend.model_registry import (
+    DECODER_VARIANTS,
+    decoder_file,
+    get_version,
+    page_variant,
+    served_variant,
+)
 from annotator_backend.models import Image, Mask, MaskStatus, ModelVersion, Project
 from annotator_backend.retrain import ensure_embed_job, serving_version
 
@@ -78,7 +84,7 @@ def _image_payload(session: Session, image: Image, version: ModelVersion) -> dic
             "id": version.id,
             "name": version.name,
             "trained": version.trained,
-            "decoder_url": url_for("api.decoder", version_id=version.id, variant=served_variant(settings())),
+            "decoder_url": url_for("api.decoder", version_id=version.id, variant=page_variant(settings())),
         },
         embedding_url=url_for("api.embedding", image_id=image.id, model=version.id),
         masks=[

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, render_template, url_for
 from flask_login import login_required
 
 from annotator_backend.access import visible_projects
-from annotator_backend.model_registry import active_version, served_variant
+from annotator_backend.model_registry import active_version, page_variant
 from annotator_backend.models import Project
 
 from .database import db, settings
@@ -24,7 +24,7 @@ def model_summary() -> dict | None:
         "name": version.name,
         "trained": version.trained,
         "arch": version.arch,
-        "decoder_url": url_for("api.decoder", version_id=version.id, variant=served_variant(settings())),
+        "decoder_url": url_for("api.decoder", version_id=version.id, variant=page_variant(settings())),
     }
 
 

@@ -6,7 +6,7 @@ a preview; the page decodes only the newest position (hover lane of the decoder 
 paints it. Measured over the sweep: previews decoded per second, the worker's decode time,
 the main thread's own work per preview (the annotator's redraw, timed), the longest long task
 (PerformanceObserver "longtask": tasks over 50 ms) and the longest gap between animation
-frames. Ours (the served fp32 decoder) and the official pipeline (page option
+frames. Ours (the page's split fp32 decoder) and the official pipeline (page option
 ?decoder=official, see bench/decoder_browser.py) are swept one after the other. Random vit_b
 weights: timings do not depend on them.
 

@@ -75,7 +75,9 @@ def test_annotate_flow_over_http(app, world) -> None:  # noqa: ANN001
     arr = np.frombuffer(emb.data, dtype="<f4")
     assert arr.size == 256 * 64 * 64 and arr[12345] == 12345.0
     assert client.get(nxt["image"]["url"]).status_code == 200
-    assert client.get(nxt["model"]["decoder_url"]).data == fake_decoder_bytes()
+    url = nxt["model"]["decoder_url"]
+    assert url.endswith("?variant=split")  # the page runs the split graphs (decoder_split.py)
+    assert client.get(url.replace("variant=split", "variant=fp32")).data == fake_decoder_bytes()
 
 
 def test_embedding_goes_out_as_stored_float16(app, world, session) -> None:  # noqa: ANN001

@@ -157,3 +157,39 @@ def test_official_export_keeps_its_format(vit_b_model, tmp_path: Path) -> None: 
     }
     masks, iou, low = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
     assert masks.shape == (1, 1, H, W) and iou.shape == (1, 1) and low.shape == (1, 1, 256, 256)
+
+
+def test_split_decoder_matches_the_official_decoder(
+    vit_b_model, exported: Path, vit_b_checkpoint: Path
+) -> None:  # noqa: ANN001
+    """What the annotate page runs: the per-image graph once, then the per-click graph, gives
+    the official decoder's outputs (to 1e-3) over the parity prompt set, mask input included."""
+    import onnxruntime as ort
+
+    from annotator_backend.decoder_split import PREPARED_NAMES
+
+    version = ModelVersion(onnx_path=str(exported), checkpoint_path=str(vit_b_checkpoint))
+    prepare_path, split_path = decoder_file(version, "prepare"), decoder_file(version, "split")
+    assert (prepare_path.name, split_path.name) == ("decoder.prepare.onnx", "decoder.split.onnx")
+    prepare = ort.InferenceSession(str(prepare_path), providers=["CPUExecutionProvider"])
+    split = ort.InferenceSession(str(split_path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in prepare.get_outputs()] == PREPARED_NAMES
+    assert [i.name for i in split.get_inputs()] == PREPARED_NAMES + INPUT_NAMES[1:]
+    assert [o.name for o in split.get_outputs()] == OUTPUT_NAMES
+    emb = np.random.default_rng(3).standard_normal((1, 256, 64, 64)).astype(np.float32)
+    image = dict(zip(PREPARED_NAMES, prepare.run(None, {"image_embeddings": emb}), strict=True))
+    for name, prompt, mask in _cases():
+        coords, labels = prompt.model_inputs(W, H)
+        has = 0.0 if mask is None else 1.0
+        mask_input = np.zeros((1, 1, 256, 256), np.float32) if mask is None else mask[None, None]
+        feeds = {
+            **image,
+            "point_coords": coords,
+            "point_labels": labels,
+            "mask_input": mask_input,
+            "has_mask_input": np.array([has], np.float32),
+        }
+        got_masks, got_iou = split.run(None, feeds)
+        ref_masks, ref_iou = _official(vit_b_model, emb, coords, labels, mask_input, has)
+        assert np.abs(got_masks[0] - ref_masks).max() <= 1e-3, name
+        assert np.abs(got_iou[0] - ref_iou).max() <= 1e-3, name

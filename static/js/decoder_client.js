@@ -3,6 +3,7 @@
 // waiting request is built only when it is sent, so it sees the logits of the decode that
 // just finished.
 
+import { decoderFormat } from "./decoder_setup.js";
 import { embeddingFloats } from "./fp16.js";
 
 const WASM_PATHS = "/static/vendor/ort/";
@@ -47,11 +48,16 @@ export class DecoderClient {
 
   /**
    * Load the ONNX decoder. backend: "auto" (WebGPU when usable, else WASM), "wasm", "webgpu";
-   * format: "contract" or "official" (the benchmark anchor); fault: "webgpu" (tests). Resolves
-   * {backend, fallback, numThreads, crossOriginIsolated, loadMs, format}.
+   * format: "contract", "split" (with prepareUrl: the per-image graph) or "official" (the
+   * benchmark anchor), by default what the URL's variant says; fault: "webgpu" (tests).
+   * Resolves {backend, fallback, numThreads, crossOriginIsolated, loadMs, format}.
    */
-  async init(modelUrl, { backend = "auto", numThreads = 0, format = "contract", fault = null } = {}) {
-    const body = { modelUrl, wasmPaths: WASM_PATHS, backend, numThreads, format, fault };
+  async init(
+    modelUrl,
+    { backend = "auto", numThreads = 0, format = null, prepareUrl = null, fault = null } = {},
+  ) {
+    if (!format) ({ format, prepareUrl } = decoderFormat(modelUrl));
+    const body = { modelUrl, prepareUrl, wasmPaths: WASM_PATHS, backend, numThreads, format, fault };
     this.info = await this.call("init", body);
     return this.info;
   }

@@ -2,8 +2,10 @@
 // Page URL options (benchmarks and tests only):
 //   ?backend=auto|wasm|webgpu   auto (default): WebGPU where the browser offers an adapter
 //   ?threads=N                  WASM threads (default: 2 when cross-origin isolated)
-//   ?decoder=fp32|int8|official the decoder variant to fetch instead of the server's choice;
-//                               "official" is the official demo's export run the official way
+//   ?decoder=split|fp32|int8|official  the decoder variant to fetch instead of the server's
+//                               choice: "split" (default) the per-image + per-click graphs,
+//                               "fp32" the contract's one graph, "int8" its quantized copy,
+//                               "official" the official demo's export run the official way
 //                               (orig_im_size in, image-size masks out): the benchmark anchor
 //   ?fault=webgpu               the WebGPU path throws (to test the fallback to WASM)
 
@@ -11,18 +13,29 @@ import { mark } from "./status.js";
 
 /** The decoder URL to fetch (with the ?decoder variant) and the worker's init options. */
 export function decoderRequest(url, params) {
-  const variant = params.get("decoder");
   const u = new URL(url, location.origin);
-  if (variant) u.searchParams.set("variant", variant);
+  if (params.get("decoder")) u.searchParams.set("variant", params.get("decoder"));
   return {
     url: u.pathname + u.search,
     options: {
       backend: params.get("backend") || "auto",
       numThreads: Number(params.get("threads")) || 0,
-      format: variant === "official" ? "official" : "contract",
+      ...decoderFormat(u.pathname + u.search),
       fault: params.get("fault") || null,
     },
   };
+}
+
+/**
+ * How the worker runs a decoder URL of the server's (its `variant` parameter): {format, prepareUrl}.
+ * "split" comes with the URL of its per-image graph (variant "prepare").
+ */
+export function decoderFormat(url) {
+  const u = new URL(url, location.origin);
+  const format = { official: "official", split: "split" }[u.searchParams.get("variant")] || "contract";
+  if (format !== "split") return { format, prepareUrl: null };
+  u.searchParams.set("variant", "prepare");
+  return { format, prepareUrl: u.pathname + u.search };
 }
 
 /**

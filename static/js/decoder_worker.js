@@ -1,8 +1,8 @@
 // Web Worker running SAM's prompt encoder + mask decoder (ONNX) with onnxruntime-web.
 //
 // Protocol (every request carries an `id`; every reply echoes it):
-//   -> {type: "init", id, modelUrl, wasmPaths, backend: "auto"|"wasm"|"webgpu", numThreads?,
-//       format?: "contract"|"official", fault?: "webgpu"}
+//   -> {type: "init", id, modelUrl, prepareUrl?, wasmPaths, backend: "auto"|"wasm"|"webgpu",
+//       numThreads?, format?: "contract"|"split"|"official", fault?: "webgpu"}
 //   <- {type: "ready", id, backend, fallback, numThreads, crossOriginIsolated, loadMs, format}
 //   -> {type: "embedding", id, key, url}              fetch + keep [1,256,64,64] float32
 //   <- {type: "embedding-ready", id, key, loadMs, bytes}
@@ -19,7 +19,10 @@
 // Backend: "auto" takes WebGPU where the browser offers it (navigator.gpu and a hardware
 // adapter), else WASM; a WebGPU session that cannot be created falls back to WASM by itself,
 // and `fallback` says why. `fault: "webgpu"` (tests only) makes the WebGPU path throw.
-// Format: "contract" is DESIGN.md §3's decoder (low-res logits, `full` null); "official" is
+// Format: "contract" is DESIGN.md §3's decoder (low-res logits, `full` null); "split" is the
+// same function in two graphs (annotator_backend/decoder_split.py): `prepareUrl`'s runs once
+// per embedding, as soon as both are loaded, and its outputs replace the embedding in every
+// decode of that image; `modelUrl`'s runs at each click. "official" is
 // the official demo's export (benchmark anchor): it is also fed `orig_im_size` (from `size`),
 // returns `full`, its logits upscaled to the image in the graph (Float32Array h*w), and its one
 // low-res mask stands in for all four contract outputs.
@@ -35,7 +38,15 @@ let ort = null;
 let session = null;
 let backend = null;
 let format = "contract";
-const embeddings = new Map(); // key -> ort.Tensor
+const embeddings = new Map(); // key -> Float32Array | ort.Tensor | promise of the prepared feeds
+let prepareSession = null; // format "split": the per-image graph
+// Session runs, one at a time (a prefetched image's prepare and a click's decode may overlap).
+let runChain = Promise.resolve();
+const serially = (fn) => {
+  const result = runChain.then(fn);
+  runChain = result.catch(() => {});
+  return result;
+};
 let running = false;
 let pending = null;
 let zeroMask = null;
@@ -76,7 +87,7 @@ async function fetchBytes(url, what) {
 
 async function init(msg) {
   const t0 = now();
-  format = msg.format === "official" ? "official" : "contract";
+  format = ["official", "split"].includes(msg.format) ? msg.format : "contract";
   let fallback = null;
   let wantGpu = msg.backend === "webgpu" || msg.fault === "webgpu";
   if (!wantGpu && msg.backend !== "wasm") {
@@ -84,9 +95,11 @@ async function init(msg) {
     wantGpu = !fallback;
   }
   const bundle = wantGpu ? "ort.all.min.mjs" : "ort.wasm.min.mjs";
-  const [mod, model] = await Promise.all([
+  const split = format === "split";
+  const [mod, model, prepareModel] = await Promise.all([
     import(`${msg.wasmPaths}${bundle}`),
     fetchBytes(msg.modelUrl, "decoder model"),
+    split ? fetchBytes(msg.prepareUrl, "decoder prepare model") : null,
   ]);
   ort = mod.default && mod.default.InferenceSession ? mod.default : mod;
   ort.env.wasm.wasmPaths = msg.wasmPaths;
@@ -94,38 +107,46 @@ async function init(msg) {
   const cores = self.navigator?.hardwareConcurrency || 1;
   // Must be set before the first session: later changes are ignored by onnxruntime-web.
   ort.env.wasm.numThreads = self.crossOriginIsolated ? msg.numThreads || Math.min(2, cores) : 1;
-  const bytes = new Uint8Array(model.buf);
   const opts = { graphOptimizationLevel: "all" };
-  let created = null; // a later init (another model) replaces the session only once it works
+  // [decode session, prepare session or null] on one execution provider
+  const create = async (provider) => {
+    const make = (m) => ort.InferenceSession.create(new Uint8Array(m.buf), { ...opts, executionProviders: [provider] });
+    return Promise.all([make(model), prepareModel ? make(prepareModel) : null]);
+  };
+  let created = null; // a later init (another model) replaces the sessions only once they work
   if (wantGpu) {
     try {
       if (msg.fault === "webgpu") throw new Error("simulated failure (fault=webgpu)");
-      created = await ort.InferenceSession.create(bytes, { ...opts, executionProviders: ["webgpu"] });
+      created = await create("webgpu");
       backend = "webgpu";
     } catch (err) {
       fallback = `WebGPU session failed: ${err?.message || err}`;
       console.warn(`${fallback}; falling back to WASM`);
     }
   }
-  const wasm = () => ort.InferenceSession.create(bytes, { ...opts, executionProviders: ["wasm"] });
+  const wasm = () => create("wasm");
   if (!created) {
     created = await wasm();
     backend = "wasm";
   }
-  session = created;
+  runChain = Promise.resolve();
+  [session, prepareSession] = created;
+  // Embeddings prepared for the previous model (or none) are raw again for this one.
+  for (const [key, e] of embeddings) if (!(e instanceof Float32Array)) embeddings.set(key, e.raw || e);
   zeroMask = new ort.Tensor("float32", new Float32Array(256 * 256), [1, 1, 256, 256]);
   noMask = new ort.Tensor("float32", new Float32Array([0]), [1]);
   withMask = new ort.Tensor("float32", new Float32Array([1]), [1]);
   // Warm-up decode on a zero embedding: the first run allocates, keep that off the first click.
   const warm = new ort.Tensor("float32", new Float32Array(EMBEDDING_BYTES / 4), EMBEDDING_SHAPE);
-  const warmUp = () => run(warm, new Float32Array([512, 512, 0, 0]), new Float32Array([1, -1]), 2, null, [64, 48]);
+  const warmUp = async () =>
+    run(await prepared(warm), new Float32Array([512, 512, 0, 0]), new Float32Array([1, -1]), 2, null, [64, 48]);
   try {
     await warmUp();
   } catch (err) {
     if (backend !== "webgpu") throw err;
     fallback = `WebGPU decode failed: ${err?.message || err}`; // a session that cannot run
     console.warn(`${fallback}; falling back to WASM`);
-    session = await wasm();
+    [session, prepareSession] = await wasm();
     backend = "wasm";
     await warmUp();
   }
@@ -151,23 +172,33 @@ async function loadEmbedding(msg) {
   // ort may not be loaded yet when the embedding arrives first: keep the raw array until then.
   embeddings.set(msg.key, new Float32Array(buf));
   while (embeddings.size > MAX_EMBEDDINGS) embeddings.delete(embeddings.keys().next().value);
+  if (session && format === "split") await imageFeeds(msg.key); // the per-image half, now
   reply({ type: "embedding-ready", id: msg.id, key: msg.key, loadMs: now() - t0, bytes: buf.byteLength });
 }
 
-function embeddingTensor(key) {
-  const e = embeddings.get(key);
-  if (!e) throw new Error(`no embedding loaded for ${key}`);
-  if (e instanceof Float32Array) {
-    const t = new ort.Tensor("float32", e, EMBEDDING_SHAPE);
-    embeddings.set(key, t);
-    return t;
-  }
-  return e;
+/** The prepared graph's outputs for an embedding tensor (format "split"), else the tensor. */
+async function prepared(embedding) {
+  if (format !== "split") return { image_embeddings: embedding };
+  return serially(() => prepareSession.run({ image_embeddings: embedding }));
 }
 
-async function run(embedding, coords, labels, count, maskInput, size) {
+/** The image's share of a decode's feeds: its embedding, or its prepared tensors ("split"). */
+async function imageFeeds(key) {
+  const e = embeddings.get(key);
+  if (!e) throw new Error(`no embedding loaded for ${key}`);
+  if (!(e instanceof Float32Array)) return e;
+  const feeds = prepared(new ort.Tensor("float32", e, EMBEDDING_SHAPE));
+  feeds.raw = e; // what to prepare again if another model is loaded
+  embeddings.set(key, feeds);
+  feeds.catch(() => {
+    if (embeddings.get(key) === feeds) embeddings.set(key, e);
+  });
+  return feeds;
+}
+
+async function run(image, coords, labels, count, maskInput, size) {
   const feeds = {
-    image_embeddings: embedding,
+    ...image,
     point_coords: new ort.Tensor("float32", coords, [1, count, 2]),
     point_labels: new ort.Tensor("float32", labels, [1, count]),
     mask_input: maskInput ? new ort.Tensor("float32", maskInput, [1, 1, 256, 256]) : zeroMask,
@@ -176,7 +207,7 @@ async function run(embedding, coords, labels, count, maskInput, size) {
   if (format === "official") {
     feeds.orig_im_size = new ort.Tensor("float32", new Float32Array([size[1], size[0]]), [2]);
   }
-  const out = await session.run(feeds);
+  const out = await serially(() => session.run(feeds));
   if (format !== "official") return { masks: out.low_res_masks.data, iou: out.iou_predictions.data, full: null };
   const low = out.low_res_masks.data;
   const masks = new Float32Array(4 * low.length);
@@ -189,10 +220,9 @@ const own = (a) =>
   a.buffer instanceof ArrayBuffer && a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : a.slice();
 
 async function decode(msg) {
+  const image = await imageFeeds(msg.key); // waits for the image's prepare, if still running
   const start = now();
-  const { masks, iou, full } = await run(
-    embeddingTensor(msg.key), msg.coords, msg.labels, msg.count, msg.maskInput, msg.size,
-  );
+  const { masks, iou, full } = await run(image, msg.coords, msg.labels, msg.count, msg.maskInput, msg.size);
   const decodeMs = now() - start;
   const m = own(masks);
   const i = own(iou);

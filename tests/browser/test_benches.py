@@ -36,20 +36,20 @@ def _stats(s: dict) -> None:
 
 def test_decoder_browser_quick() -> None:
     result = _run_quick("decoder_browser")
-    assert result["pipelines"] == {"ours": "fp32", "official": "official"}
+    assert result["pipelines"] == {"ours": "split", "official": "official"}
     run, dwell = result["runs"]
     assert run["image"] == "0.3MP" and run["threads"] == 1 and not run["hover_preview"]
     assert dwell["hover_preview"] and dwell["dwell_ms"] > 0
     assert set(dwell["pipelines"]) == {"ours", "official"}
     _stats(dwell["pipelines"]["ours"]["click_to_paint_ms"])
-    for name, fmt in (("ours", "contract"), ("official", "official")):
+    for name, fmt in (("ours", "split"), ("official", "official")):
         p = run["pipelines"][name]
         assert p["backend"] == "wasm" and p["format"] == fmt and p["isolated"] is True
         _stats(p["click_to_paint_ms"])
         _stats(p["decode_ms"])
         assert p["click_to_paint_ms"]["p50"] >= p["decode_ms"]["min"]
     assert run["ours_over_official_p50"] > 0
-    for name in ("ours", "ours_int8", "official"):
+    for name in ("ours", "ours_whole", "ours_int8", "official"):
         _stats(result["native_onnxruntime_same_run"][f"{name}_decode_ms"])
 
 

@@ -1,0 +1,143 @@
+"""The decoder split in two for the browser: what depends only on the image, run once per
+image, and what depends on the prompt, run at every click. Same function as
+`decoder_graph.FastDecoderModel` (tests/test_onnx_parity.py holds them together).
+
+The first two-way block reads the image tokens before any prompt has touched them, so its
+image-side projections can be made once per image (`PrepareModel`):
+
+* the token->image keys ``(X + PE) W_k^T + b_k`` and values ``X W_v^T + b_v``;
+* the image->token queries ``((X + PE) W_q^T + b_q) / sqrt(d)``;
+
+each [heads, HW, d], d = 16 for SAM: 3 x 2 MiB of float32 per image. The dense prompt
+embedding enters them linearly (``D = y w3 + c``, y the 16-channel mask features), so at a
+click (`SplitDecoderModel`) the mask's share is a few million multiply-adds of rank 16, and
+the first block's attentions cost about 30 M instead of 235 M multiply-adds: a decode drops
+from about 1.0 to 0.8 GMAC. Constant key terms cancel in the softmax; constant value terms
+pass through it (its rows sum to 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from segment_anything.modeling import Sam
+from segment_anything.modeling.transformer import Attention
+
+from .decoder_graph import FastDecoderModel, _layer_norm, _linear
+
+PREPARED_NAMES = ["image_tokens", "keys", "values", "queries"]
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[HW, Ci] -> [heads, HW, Ci / heads]."""
+    return x.reshape(x.shape[0], heads, -1).transpose(0, 1)
+
+
+class PrepareModel(torch.nn.Module):
+    """image_embeddings [1, C, H, W] -> image tokens [HW, C] and the first block's keys, values
+    (token->image) and scaled queries (image->token), each [heads, HW, d]."""
+
+    def __init__(self, model: Sam) -> None:
+        super().__init__()
+        self.fast = FastDecoderModel(model)
+
+    @torch.no_grad()
+    def forward(self, image_embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        fast = self.fast
+        layer = fast.model.mask_decoder.transformer.layers[0]
+        t2i: Attention = layer.cross_attn_token_to_image
+        i2t: Attention = layer.cross_attn_image_to_token
+        x = image_embeddings.reshape(fast.channels, -1).t()
+        xp = x + fast.pos
+        keys = _split_heads(_linear(xp, t2i.k_proj), t2i.num_heads)
+        values = _split_heads(_linear(x, t2i.v_proj), t2i.num_heads)
+        d = i2t.internal_dim // i2t.num_heads
+        queries = _split_heads(_linear(xp, i2t.q_proj), i2t.num_heads) * (1.0 / math.sqrt(d))
+        return x.contiguous(), keys.contiguous(), values.contiguous(), queries.contiguous()
+
+
+class SplitDecoderModel(FastDecoderModel):
+    """(prepared image tensors, points, mask input) -> 4 low-res logits, IoUs: the contract's
+    outputs (DESIGN.md §3) from `PrepareModel`'s outputs instead of the embedding."""
+
+    @torch.no_grad()
+    def forward(  # type: ignore[override]
+        self,
+        image_tokens: torch.Tensor,  # [HW, C]
+        keys: torch.Tensor,  # [h, HW, d]
+        values: torch.Tensor,  # [h, HW, d]
+        queries_img: torch.Tensor,  # [h, HW, d], scaled
+        point_coords: torch.Tensor,  # [1, N, 2]
+        point_labels: torch.Tensor,  # [1, N]
+        mask_input: torch.Tensor,  # [1, 1, 4H, 4W]
+        has_mask_input: torch.Tensor,  # [1]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        layers = list(self.model.mask_decoder.transformer.layers)
+        layer = layers[0]
+        tokens = self.prompt_tokens(point_coords, point_labels)
+        y, w3, c = self.dense_terms(mask_input, has_mask_input)  # D = y @ w3 + c
+        x = image_tokens + (y @ w3 + c)
+
+        queries = self.token_self_attention(layer, tokens, tokens)
+        attn = self._tokens_to_image(
+            layer.cross_attn_token_to_image, queries + tokens, keys, values, y, w3, c
+        )
+        queries = layer.norm2(queries + attn)
+        queries = layer.norm3(queries + layer.mlp(queries))
+        attn = self._image_to_tokens(
+            layer.cross_attn_image_to_token, queries_img, queries + tokens, queries, y, w3, c
+        )
+        x = _layer_norm(x + attn, layer.norm4)
+
+        queries, x = self.two_way_layers(layers[1:], queries, tokens, x)
+        return self.heads(queries, tokens, x)
+
+    @staticmethod
+    def _tokens_to_image(
+        att: Attention,
+        q: torch.Tensor,  # [N, C]
+        keys: torch.Tensor,  # [h, HW, d]: prepared, without the dense embedding
+        values: torch.Tensor,  # [h, HW, d]
+        y: torch.Tensor,  # [HW, C2]
+        w3: torch.Tensor,  # [C2, C]
+        c: torch.Tensor,  # [C]
+    ) -> torch.Tensor:
+        """`att(q, k=X + D + PE, v=X + D)` with D = y w3 + c entering through rank-C2 terms."""
+        h = att.num_heads
+        d = att.internal_dim // h
+        qh = _split_heads(_linear(q, att.q_proj), h) * (1.0 / math.sqrt(d))  # [h, N, d]
+        wk = (w3 @ att.k_proj.weight.t()).reshape(w3.shape[0], h, d).transpose(0, 1)  # [h, C2, d]
+        scores = qh @ keys.transpose(1, 2) + (qh @ wk.transpose(1, 2)) @ y.t()  # [h, N, HW]
+        p = torch.softmax(scores, dim=-1)
+        wv = (w3 @ att.v_proj.weight.t()).reshape(w3.shape[0], h, d).transpose(0, 1)  # [h, C2, d]
+        cv = _split_heads(c[None] @ att.v_proj.weight.t(), h)  # [h, 1, d]
+        mixed = p @ values + (p @ y) @ wv + cv  # [h, N, d]
+        return _linear(mixed.transpose(0, 1).reshape(q.shape[0], -1), att.out_proj)
+
+    @staticmethod
+    def _image_to_tokens(
+        att: Attention,
+        queries_img: torch.Tensor,  # [h, HW, d]: prepared, scaled, without the dense embedding
+        k: torch.Tensor,  # [N, C]
+        v: torch.Tensor,  # [N, C]
+        y: torch.Tensor,  # [HW, C2]
+        w3: torch.Tensor,  # [C2, C]
+        c: torch.Tensor,  # [C]
+    ) -> torch.Tensor:
+        """`att(q=X + D + PE, k, v)` with D = y w3 + c entering through rank-C2 terms."""
+        h = att.num_heads
+        d = att.internal_dim // h
+        scale = 1.0 / math.sqrt(d)
+        kh = _split_heads(_linear(k, att.k_proj), h)  # [h, N, d]
+        vh = _split_heads(_linear(v, att.v_proj), h)
+        wq = (w3 @ att.q_proj.weight.t()).reshape(w3.shape[0], h, d).transpose(0, 1) * scale  # [h, C2, d]
+        cq = _split_heads((c[None] @ att.q_proj.weight.t()) * scale, h)  # [h, 1, d]
+        kt = kh.transpose(1, 2)  # [h, d, N]
+        scores = queries_img @ kt + y @ (wq @ kt) + cq @ kt  # [h, HW, N]
+        p = torch.softmax(scores, dim=-1)
+        n = kh.shape[1]
+        wo = att.out_proj.weight.reshape(-1, h, d).transpose(0, 1)  # [h, C, d]
+        values_out = vh @ wo.transpose(1, 2)  # [h, N, C]
+        p = p.transpose(0, 1).reshape(-1, h * n)  # [HW, h N]
+        return p @ values_out.reshape(h * n, -1) + att.out_proj.bias
