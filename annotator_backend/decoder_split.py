@@ -19,6 +19,7 @@ pass through it (its rows sum to 1).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from segment_anything.modeling import Sam
@@ -27,6 +28,24 @@ from segment_anything.modeling.transformer import Attention
 from .decoder_graph import FastDecoderModel, _layer_norm, _linear
 
 PREPARED_NAMES = ["image_tokens", "keys", "values", "queries"]
+
+
+class DenseTerms(NamedTuple):
+    """The dense prompt embedding D = y w3 + c: y [HW, C2] (zero without a mask), w3 [C2, C],
+    c [C]."""
+
+    y: torch.Tensor
+    w3: torch.Tensor
+    c: torch.Tensor
+
+    def through(self, proj: torch.nn.Linear, heads: int) -> torch.Tensor:
+        """w3 followed by a projection's weight, per head: [heads, C2, d]."""
+        return (self.w3 @ proj.weight.t()).reshape(self.w3.shape[0], heads, -1).transpose(0, 1)
+
+
+def _heads(att: Attention) -> tuple[int, float]:
+    """An attention's head count and score scale 1 / sqrt(d)."""
+    return att.num_heads, 1.0 / math.sqrt(att.internal_dim // att.num_heads)
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -52,8 +71,8 @@ class PrepareModel(torch.nn.Module):
         xp = x + fast.pos
         keys = _split_heads(_linear(xp, t2i.k_proj), t2i.num_heads)
         values = _split_heads(_linear(x, t2i.v_proj), t2i.num_heads)
-        d = i2t.internal_dim // i2t.num_heads
-        queries = _split_heads(_linear(xp, i2t.q_proj), i2t.num_heads) * (1.0 / math.sqrt(d))
+        heads, scale = _heads(i2t)
+        queries = _split_heads(_linear(xp, i2t.q_proj), heads) * scale
         return x.contiguous(), keys.contiguous(), values.contiguous(), queries.contiguous()
 
 
@@ -76,17 +95,15 @@ class SplitDecoderModel(FastDecoderModel):
         layers = list(self.model.mask_decoder.transformer.layers)
         layer = layers[0]
         tokens = self.prompt_tokens(point_coords, point_labels)
-        y, w3, c = self.dense_terms(mask_input, has_mask_input)  # D = y @ w3 + c
-        x = image_tokens + (y @ w3 + c)
+        dense = DenseTerms(*self.dense_terms(mask_input, has_mask_input))
+        x = image_tokens + (dense.y @ dense.w3 + dense.c)
 
         queries = self.token_self_attention(layer, tokens, tokens)
-        attn = self._tokens_to_image(
-            layer.cross_attn_token_to_image, queries + tokens, keys, values, y, w3, c
-        )
+        attn = self._tokens_to_image(layer.cross_attn_token_to_image, queries + tokens, keys, values, dense)
         queries = layer.norm2(queries + attn)
         queries = layer.norm3(queries + layer.mlp(queries))
         attn = self._image_to_tokens(
-            layer.cross_attn_image_to_token, queries_img, queries + tokens, queries, y, w3, c
+            layer.cross_attn_image_to_token, queries_img, queries + tokens, queries, dense
         )
         x = _layer_norm(x + attn, layer.norm4)
 
@@ -95,49 +112,35 @@ class SplitDecoderModel(FastDecoderModel):
 
     @staticmethod
     def _tokens_to_image(
-        att: Attention,
-        q: torch.Tensor,  # [N, C]
-        keys: torch.Tensor,  # [h, HW, d]: prepared, without the dense embedding
-        values: torch.Tensor,  # [h, HW, d]
-        y: torch.Tensor,  # [HW, C2]
-        w3: torch.Tensor,  # [C2, C]
-        c: torch.Tensor,  # [C]
+        att: Attention, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, dense: DenseTerms
     ) -> torch.Tensor:
-        """`att(q, k=X + D + PE, v=X + D)` with D = y w3 + c entering through rank-C2 terms."""
-        h = att.num_heads
-        d = att.internal_dim // h
-        qh = _split_heads(_linear(q, att.q_proj), h) * (1.0 / math.sqrt(d))  # [h, N, d]
-        wk = (w3 @ att.k_proj.weight.t()).reshape(w3.shape[0], h, d).transpose(0, 1)  # [h, C2, d]
-        scores = qh @ keys.transpose(1, 2) + (qh @ wk.transpose(1, 2)) @ y.t()  # [h, N, HW]
+        """`att(q, k=X + D + PE, v=X + D)` for prompt tokens q [N, C], from the prepared keys and
+        values [h, HW, d] (without D); D enters through rank-C2 terms."""
+        h, scale = _heads(att)
+        qh = _split_heads(_linear(q, att.q_proj), h) * scale  # [h, N, d]
+        wk = dense.through(att.k_proj, h)  # [h, C2, d]
+        scores = qh @ keys.transpose(1, 2) + (qh @ wk.transpose(1, 2)) @ dense.y.t()  # [h, N, HW]
         p = torch.softmax(scores, dim=-1)
-        wv = (w3 @ att.v_proj.weight.t()).reshape(w3.shape[0], h, d).transpose(0, 1)  # [h, C2, d]
-        cv = _split_heads(c[None] @ att.v_proj.weight.t(), h)  # [h, 1, d]
-        mixed = p @ values + (p @ y) @ wv + cv  # [h, N, d]
+        cv = _split_heads(dense.c[None] @ att.v_proj.weight.t(), h)  # [h, 1, d]
+        mixed = p @ values + (p @ dense.y) @ dense.through(att.v_proj, h) + cv  # [h, N, d]
         return _linear(mixed.transpose(0, 1).reshape(q.shape[0], -1), att.out_proj)
 
     @staticmethod
     def _image_to_tokens(
-        att: Attention,
-        queries_img: torch.Tensor,  # [h, HW, d]: prepared, scaled, without the dense embedding
-        k: torch.Tensor,  # [N, C]
-        v: torch.Tensor,  # [N, C]
-        y: torch.Tensor,  # [HW, C2]
-        w3: torch.Tensor,  # [C2, C]
-        c: torch.Tensor,  # [C]
+        att: Attention, queries_img: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dense: DenseTerms
     ) -> torch.Tensor:
-        """`att(q=X + D + PE, k, v)` with D = y w3 + c entering through rank-C2 terms."""
-        h = att.num_heads
-        d = att.internal_dim // h
-        scale = 1.0 / math.sqrt(d)
+        """`att(q=X + D + PE, k, v)` for prompt tokens k, v [N, C], from the prepared, scaled
+        queries [h, HW, d] (without D); D enters through rank-C2 terms."""
+        h, scale = _heads(att)
         kh = _split_heads(_linear(k, att.k_proj), h)  # [h, N, d]
         vh = _split_heads(_linear(v, att.v_proj), h)
-        wq = (w3 @ att.q_proj.weight.t()).reshape(w3.shape[0], h, d).transpose(0, 1) * scale  # [h, C2, d]
-        cq = _split_heads((c[None] @ att.q_proj.weight.t()) * scale, h)  # [h, 1, d]
+        wq = dense.through(att.q_proj, h) * scale  # [h, C2, d]
+        cq = _split_heads((dense.c[None] @ att.q_proj.weight.t()) * scale, h)  # [h, 1, d]
         kt = kh.transpose(1, 2)  # [h, d, N]
-        scores = queries_img @ kt + y @ (wq @ kt) + cq @ kt  # [h, HW, N]
+        scores = queries_img @ kt + dense.y @ (wq @ kt) + cq @ kt  # [h, HW, N]
         p = torch.softmax(scores, dim=-1)
         n = kh.shape[1]
-        wo = att.out_proj.weight.reshape(-1, h, d).transpose(0, 1)  # [h, C, d]
+        wo = att.out_proj.weight.reshape(att.out_proj.out_features, h, -1).transpose(0, 1)  # [h, C, d]
         values_out = vh @ wo.transpose(1, 2)  # [h, N, C]
         p = p.transpose(0, 1).reshape(-1, h * n)  # [HW, h N]
         return p @ values_out.reshape(h * n, -1) + att.out_proj.bias
