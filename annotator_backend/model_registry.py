@@ -34,8 +34,9 @@ _current: dict[tuple[str, int], bool] = {}  # (decoder path, mtime_ns) -> export
 # Decoder files a version can serve (DESIGN.md §3): the fp32 contract graph, its dynamically
 # quantized copy (DECODER_QUANTIZED=1), the same function split into a per-image ("prepare")
 # and a per-click ("split") graph (decoder_split.py; what the annotate page runs by default),
-# and the official demo's export (benchmark anchor only).
-DECODER_VARIANTS = ("fp32", "int8", "split", "prepare", "official")
+# the per-click graph's quantized copy (the page's with DECODER_QUANTIZED=1), and the official
+# demo's export (benchmark anchor only).
+DECODER_VARIANTS = ("fp32", "int8", "split", "prepare", "split_int8", "official")
 
 
 def encoder_digest(model: Sam) -> str:
@@ -163,8 +164,8 @@ def served_variant(settings: Settings) -> str:
 
 
 def page_variant(settings: Settings) -> str:
-    """The decoder variant the annotate page runs: the split graphs, or the quantized file."""
-    return "int8" if settings.decoder_quantized else "split"
+    """The decoder variant the annotate page runs: the split graphs, fp32 or quantized."""
+    return "split_int8" if settings.decoder_quantized else "split"
 
 
 def _export_split_beside(model: Sam, fp32: Path) -> None:
@@ -174,7 +175,8 @@ def _export_split_beside(model: Sam, fp32: Path) -> None:
 def decoder_file(version: ModelVersion, variant: str = "fp32") -> Path:
     """The file of a decoder variant (see DECODER_VARIANTS), made on first use beside the fp32
     one: `decoder.int8.onnx` (quantized copy), `decoder.split.onnx` and `decoder.prepare.onnx`
-    (the split graphs), `decoder.official.onnx` (official export)."""
+    (the split graphs), `decoder.split_int8.onnx` (the per-click one quantized),
+    `decoder.official.onnx` (official export)."""
     if variant not in DECODER_VARIANTS:
         raise ValueError(f"unknown decoder variant {variant!r}; expected one of {DECODER_VARIANTS}")
     fp32 = ensure_onnx(version)
@@ -188,6 +190,11 @@ def decoder_file(version: ModelVersion, variant: str = "fp32") -> Path:
                 quantize_decoder(fp32, path, image_side_matmuls(fp32))
             elif variant in ("split", "prepare"):
                 _export_split_beside(load_model(version), fp32)
+            elif variant == "split_int8":
+                split = fp32.with_name("decoder.split.onnx")
+                if not split.exists() or split.stat().st_mtime_ns < fp32.stat().st_mtime_ns:
+                    _export_split_beside(load_model(version), fp32)
+                quantize_decoder(split, path, image_side_matmuls(split))
             else:
                 export_official(load_model(version), path)
     return path

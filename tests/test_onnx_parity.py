@@ -159,37 +159,68 @@ def test_official_export_keeps_its_format(vit_b_model, tmp_path: Path) -> None: 
     assert masks.shape == (1, 1, H, W) and iou.shape == (1, 1) and low.shape == (1, 1, 256, 256)
 
 
+def _split_sessions(exported: Path, checkpoint: Path, variant: str = "split") -> tuple:
+    """onnxruntime sessions on the per-image graph and a per-click graph (`variant`)."""
+    import onnxruntime as ort
+
+    version = ModelVersion(onnx_path=str(exported), checkpoint_path=str(checkpoint))
+    paths = decoder_file(version, "prepare"), decoder_file(version, variant)
+    assert [p.name for p in paths] == ["decoder.prepare.onnx", f"decoder.{variant}.onnx"]
+    return tuple(ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in paths)
+
+
+def _split_run(sessions: tuple, emb: np.ndarray, prompt: Prompt, mask: np.ndarray | None) -> tuple:
+    """The page's two steps: the per-image graph, then the per-click one; (masks, iou, mask_input)."""
+    from annotator_backend.decoder_split import PREPARED_NAMES
+
+    prepare, split = sessions
+    image = dict(zip(PREPARED_NAMES, prepare.run(None, {"image_embeddings": emb}), strict=True))
+    coords, labels = prompt.model_inputs(W, H)
+    mask_input = np.zeros((1, 1, 256, 256), np.float32) if mask is None else mask[None, None]
+    feeds = {
+        **image,
+        "point_coords": coords,
+        "point_labels": labels,
+        "mask_input": mask_input,
+        "has_mask_input": np.array([0.0 if mask is None else 1.0], np.float32),
+    }
+    masks, iou = split.run(None, feeds)
+    return masks[0], iou[0], mask_input
+
+
 def test_split_decoder_matches_the_official_decoder(
     vit_b_model, exported: Path, vit_b_checkpoint: Path
 ) -> None:  # noqa: ANN001
     """What the annotate page runs: the per-image graph once, then the per-click graph, gives
     the official decoder's outputs (to 1e-3) over the parity prompt set, mask input included."""
-    import onnxruntime as ort
-
     from annotator_backend.decoder_split import PREPARED_NAMES
 
-    version = ModelVersion(onnx_path=str(exported), checkpoint_path=str(vit_b_checkpoint))
-    prepare_path, split_path = decoder_file(version, "prepare"), decoder_file(version, "split")
-    assert (prepare_path.name, split_path.name) == ("decoder.prepare.onnx", "decoder.split.onnx")
-    prepare = ort.InferenceSession(str(prepare_path), providers=["CPUExecutionProvider"])
-    split = ort.InferenceSession(str(split_path), providers=["CPUExecutionProvider"])
-    assert [o.name for o in prepare.get_outputs()] == PREPARED_NAMES
-    assert [i.name for i in split.get_inputs()] == PREPARED_NAMES + INPUT_NAMES[1:]
-    assert [o.name for o in split.get_outputs()] == OUTPUT_NAMES
+    sessions = _split_sessions(exported, vit_b_checkpoint)
+    assert [o.name for o in sessions[0].get_outputs()] == PREPARED_NAMES
+    assert [i.name for i in sessions[1].get_inputs()] == PREPARED_NAMES + INPUT_NAMES[1:]
+    assert [o.name for o in sessions[1].get_outputs()] == OUTPUT_NAMES
     emb = np.random.default_rng(3).standard_normal((1, 256, 64, 64)).astype(np.float32)
-    image = dict(zip(PREPARED_NAMES, prepare.run(None, {"image_embeddings": emb}), strict=True))
     for name, prompt, mask in _cases():
+        got_masks, got_iou, mask_input = _split_run(sessions, emb, prompt, mask)
         coords, labels = prompt.model_inputs(W, H)
         has = 0.0 if mask is None else 1.0
-        mask_input = np.zeros((1, 1, 256, 256), np.float32) if mask is None else mask[None, None]
-        feeds = {
-            **image,
-            "point_coords": coords,
-            "point_labels": labels,
-            "mask_input": mask_input,
-            "has_mask_input": np.array([has], np.float32),
-        }
-        got_masks, got_iou = split.run(None, feeds)
         ref_masks, ref_iou = _official(vit_b_model, emb, coords, labels, mask_input, has)
-        assert np.abs(got_masks[0] - ref_masks).max() <= 1e-3, name
-        assert np.abs(got_iou[0] - ref_iou).max() <= 1e-3, name
+        assert np.abs(got_masks - ref_masks).max() <= 1e-3, name
+        assert np.abs(got_iou - ref_iou).max() <= 1e-3, name
+
+
+def test_quantized_split_decoder_stays_close(exported: Path, vit_b_checkpoint: Path) -> None:
+    """The page's decoder with DECODER_QUANTIZED=1: masks (all four, thresholded at image size)
+    at IoU >= 0.97 to the fp32 split decoder's over the parity prompt set."""
+    fp32 = _split_sessions(exported, vit_b_checkpoint)
+    int8 = _split_sessions(exported, vit_b_checkpoint, "split_int8")
+    graph = onnx.load(str(Path(exported).with_name("decoder.split_int8.onnx"))).graph
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
+    emb = np.random.default_rng(4).standard_normal((1, 256, 64, 64)).astype(np.float32)
+    for name, prompt, mask in _cases():
+        want = _split_run(fp32, emb, prompt, mask)[0]
+        got = _split_run(int8, emb, prompt, mask)[0]
+        for k in range(4):
+            a, b = mask_from_logits(want[k], W, H), mask_from_logits(got[k], W, H)
+            score = (a & b).sum() / max(1, (a | b).sum())
+            assert score >= 0.97, (name, k, score)

@@ -2,9 +2,11 @@
 // Page URL options (benchmarks and tests only):
 //   ?backend=auto|wasm|webgpu   auto (default): WebGPU where the browser offers an adapter
 //   ?threads=N                  WASM threads (default: 2 when cross-origin isolated)
-//   ?decoder=split|fp32|int8|official  the decoder variant to fetch instead of the server's
-//                               choice: "split" (default) the per-image + per-click graphs,
-//                               "fp32" the contract's one graph, "int8" its quantized copy,
+//   ?decoder=split|split_int8|fp32|int8|official  the decoder variant to fetch instead of the
+//                               server's choice: "split" (default) the per-image + per-click
+//                               graphs, "split_int8" the same, per-click graph quantized
+//                               (DECODER_QUANTIZED=1), "fp32" the contract's one graph, "int8"
+//                               its quantized copy,
 //                               "official" the official demo's export run the official way
 //                               (orig_im_size in, image-size masks out): the benchmark anchor
 //   ?fault=webgpu               the WebGPU path throws (to test the fallback to WASM)
@@ -32,7 +34,8 @@ export function decoderRequest(url, params) {
  */
 export function decoderFormat(url) {
   const u = new URL(url, location.origin);
-  const format = { official: "official", split: "split" }[u.searchParams.get("variant")] || "contract";
+  const variant = u.searchParams.get("variant");
+  const format = { official: "official", split: "split", split_int8: "split" }[variant] || "contract";
   if (format !== "split") return { format, prepareUrl: null };
   u.searchParams.set("variant", "prepare");
   return { format, prepareUrl: u.pathname + u.search };
