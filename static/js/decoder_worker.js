@@ -38,7 +38,7 @@ let ort = null;
 let session = null;
 let backend = null;
 let format = "contract";
-const embeddings = new Map(); // key -> Float32Array | ort.Tensor | promise of the prepared feeds
+const embeddings = new Map(); // key -> Float32Array (raw) | promise of the image's decode feeds
 let prepareSession = null; // format "split": the per-image graph
 // Session runs, one at a time (a prefetched image's prepare and a click's decode may overlap).
 let runChain = Promise.resolve();
@@ -87,7 +87,7 @@ async function fetchBytes(url, what) {
 
 async function init(msg) {
   const t0 = now();
-  format = ["official", "split"].includes(msg.format) ? msg.format : "contract";
+  const wanted = ["official", "split"].includes(msg.format) ? msg.format : "contract";
   let fallback = null;
   let wantGpu = msg.backend === "webgpu" || msg.fault === "webgpu";
   if (!wantGpu && msg.backend !== "wasm") {
@@ -95,7 +95,7 @@ async function init(msg) {
     wantGpu = !fallback;
   }
   const bundle = wantGpu ? "ort.all.min.mjs" : "ort.wasm.min.mjs";
-  const split = format === "split";
+  const split = wanted === "split";
   const [mod, model, prepareModel] = await Promise.all([
     import(`${msg.wasmPaths}${bundle}`),
     fetchBytes(msg.modelUrl, "decoder model"),
@@ -131,6 +131,7 @@ async function init(msg) {
   }
   runChain = Promise.resolve();
   [session, prepareSession] = created;
+  format = wanted;
   // Embeddings prepared for the previous model (or none) are raw again for this one.
   for (const [key, e] of embeddings) if (!(e instanceof Float32Array)) embeddings.set(key, e.raw || e);
   zeroMask = new ort.Tensor("float32", new Float32Array(256 * 256), [1, 1, 256, 256]);
@@ -172,7 +173,10 @@ async function loadEmbedding(msg) {
   // ort may not be loaded yet when the embedding arrives first: keep the raw array until then.
   embeddings.set(msg.key, new Float32Array(buf));
   while (embeddings.size > MAX_EMBEDDINGS) embeddings.delete(embeddings.keys().next().value);
-  if (session && format === "split") await imageFeeds(msg.key); // the per-image half, now
+  if (prepareSession && format === "split") {
+    // The per-image half, now; should it fail, the first decode tries again and reports it.
+    await imageFeeds(msg.key).catch(() => {});
+  }
   reply({ type: "embedding-ready", id: msg.id, key: msg.key, loadMs: now() - t0, bytes: buf.byteLength });
 }
 
