@@ -49,3 +49,19 @@ def test_failing_webgpu_session_falls_back_to_wasm(page, server: Instance) -> No
     assert body_data(page, "decoderFallback").startswith("WebGPU session failed")
     click_image(page, img, 150.0, 110.0)
     assert int(body_data(page, "maskArea")) > 0
+
+
+def test_decoder_variants_paint_the_same_mask(page, server: Instance) -> None:  # noqa: ANN001
+    """The page's split decoder (default), its quantized copy and the contract's one graph:
+    each reports its format, and one click paints (nearly) the same mask with all three."""
+    areas = {}
+    for variant, fmt in (("", "split"), ("?decoder=split_int8", "split"), ("?decoder=fp32", "contract")):
+        img = _open(page, server, variant)
+        assert body_data(page, "decoderFormat") == fmt
+        click_image(page, img, 150.0, 110.0)
+        areas[variant or "split"] = int(body_data(page, "maskArea"))
+        page.keyboard.press("Escape")
+        page.wait_for_function("document.body.dataset.pendingEvents === '0'")
+    assert areas["split"] > 0
+    assert abs(areas["?decoder=fp32"] - areas["split"]) <= 0.01 * areas["split"], areas
+    assert abs(areas["?decoder=split_int8"] - areas["split"]) <= 0.05 * areas["split"], areas
