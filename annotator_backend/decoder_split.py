@@ -19,28 +19,14 @@ pass through it (its rows sum to 1).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 from segment_anything.modeling import Sam
 from segment_anything.modeling.transformer import Attention
 
-from .decoder_graph import FastDecoderModel, _layer_norm, _linear
+from .decoder_graph import DenseTerms, FastDecoderModel, _layer_norm, _linear
 
 PREPARED_NAMES = ["image_tokens", "keys", "values", "queries"]
-
-
-class DenseTerms(NamedTuple):
-    """The dense prompt embedding D = y w3 + c: y [HW, C2] (zero without a mask), w3 [C2, C],
-    c [C]."""
-
-    y: torch.Tensor
-    w3: torch.Tensor
-    c: torch.Tensor
-
-    def through(self, proj: torch.nn.Linear, heads: int) -> torch.Tensor:
-        """w3 followed by a projection's weight, per head: [heads, C2, d]."""
-        return (self.w3 @ proj.weight.t()).reshape(self.w3.shape[0], heads, -1).transpose(0, 1)
 
 
 def _heads(att: Attention) -> tuple[int, float]:
@@ -95,8 +81,8 @@ class SplitDecoderModel(FastDecoderModel):
         layers = list(self.model.mask_decoder.transformer.layers)
         layer = layers[0]
         tokens = self.prompt_tokens(point_coords, point_labels)
-        dense = DenseTerms(*self.dense_terms(mask_input, has_mask_input))
-        x = image_tokens + (dense.y @ dense.w3 + dense.c)
+        dense = self.dense_terms(mask_input, has_mask_input)
+        x = image_tokens + dense.embedding()
 
         queries = self.token_self_attention(layer, tokens, tokens)
         attn = self._tokens_to_image(layer.cross_attn_token_to_image, queries + tokens, keys, values, dense)

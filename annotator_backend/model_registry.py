@@ -182,19 +182,15 @@ def decoder_file(version: ModelVersion, variant: str = "fp32") -> Path:
     fp32 = ensure_onnx(version)
     if variant == "fp32":
         return fp32
+    # The file a variant is made from: the quantized copies follow their fp32 graph.
+    source = decoder_file(version, "split") if variant == "split_int8" else fp32
     path = fp32.with_name(f"decoder.{variant}.onnx")
     with _export_lock:
-        stale = path.exists() and path.stat().st_mtime_ns < fp32.stat().st_mtime_ns
-        if not path.exists() or stale:
-            if variant == "int8":
-                quantize_decoder(fp32, path, image_side_matmuls(fp32))
+        if not path.exists() or path.stat().st_mtime_ns < source.stat().st_mtime_ns:
+            if variant in ("int8", "split_int8"):
+                quantize_decoder(source, path, image_side_matmuls(source))
             elif variant in ("split", "prepare"):
                 _export_split_beside(load_model(version), fp32)
-            elif variant == "split_int8":
-                split = fp32.with_name("decoder.split.onnx")
-                if not split.exists() or split.stat().st_mtime_ns < fp32.stat().st_mtime_ns:
-                    _export_split_beside(load_model(version), fp32)
-                quantize_decoder(split, path, image_side_matmuls(split))
             else:
                 export_official(load_model(version), path)
     return path
