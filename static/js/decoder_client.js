@@ -3,13 +3,26 @@
 // waiting request is built only when it is sent, so it sees the logits of the decode that
 // just finished.
 
-import { decoderFormat } from "./decoder_setup.js";
 import { embeddingFloats } from "./fp16.js";
 
 const WASM_PATHS = "/static/vendor/ort/";
 // Embeddings kept in the worker: the open image, the prefetched next one and one more. Not
 // above the worker's own limit, so the worker never drops one this side still counts on.
 const MAX_EMBEDDINGS = 3;
+
+/**
+ * How the worker runs a decoder URL of the server's, from its `variant` parameter:
+ * {format: "contract" | "split" | "official", prepareUrl}. "split" (and "split_int8") come with
+ * the URL of their per-image graph (variant "prepare"); "official" is the benchmark anchor.
+ */
+export function decoderFormat(url) {
+  const u = new URL(url, location.origin);
+  const variant = u.searchParams.get("variant");
+  const format = { official: "official", split: "split", split_int8: "split" }[variant] || "contract";
+  if (format !== "split") return { format, prepareUrl: null };
+  u.searchParams.set("variant", "prepare");
+  return { format, prepareUrl: u.pathname + u.search };
+}
 
 export class DecoderClient {
   constructor(workerUrl = "/static/js/decoder_worker.js") {
@@ -48,16 +61,11 @@ export class DecoderClient {
 
   /**
    * Load the ONNX decoder. backend: "auto" (WebGPU when usable, else WASM), "wasm", "webgpu";
-   * format: "contract", "split" (with prepareUrl: the per-image graph) or "official" (the
-   * benchmark anchor), by default what the URL's variant says; fault: "webgpu" (tests).
+   * fault: "webgpu" (tests). The URL's variant says how the worker runs it (decoderFormat).
    * Resolves {backend, fallback, numThreads, crossOriginIsolated, loadMs, format}.
    */
-  async init(
-    modelUrl,
-    { backend = "auto", numThreads = 0, format = null, prepareUrl = null, fault = null } = {},
-  ) {
-    if (!format) ({ format, prepareUrl } = decoderFormat(modelUrl));
-    const body = { modelUrl, prepareUrl, wasmPaths: WASM_PATHS, backend, numThreads, format, fault };
+  async init(modelUrl, { backend = "auto", numThreads = 0, fault = null } = {}) {
+    const body = { modelUrl, ...decoderFormat(modelUrl), wasmPaths: WASM_PATHS, backend, numThreads, fault };
     this.info = await this.call("init", body);
     return this.info;
   }

@@ -13,7 +13,8 @@
 
 import { mark } from "./status.js";
 
-/** The decoder URL to fetch (with the ?decoder variant) and the worker's init options. */
+/** The decoder URL to fetch (with the ?decoder variant) and the worker's init options; the
+ * variant decides how the worker runs it (DecoderClient.init). */
 export function decoderRequest(url, params) {
   const u = new URL(url, location.origin);
   if (params.get("decoder")) u.searchParams.set("variant", params.get("decoder"));
@@ -22,23 +23,9 @@ export function decoderRequest(url, params) {
     options: {
       backend: params.get("backend") || "auto",
       numThreads: Number(params.get("threads")) || 0,
-      ...decoderFormat(u.pathname + u.search),
       fault: params.get("fault") || null,
     },
   };
-}
-
-/**
- * How the worker runs a decoder URL of the server's (its `variant` parameter): {format, prepareUrl}.
- * "split" comes with the URL of its per-image graph (variant "prepare").
- */
-export function decoderFormat(url) {
-  const u = new URL(url, location.origin);
-  const variant = u.searchParams.get("variant");
-  const format = { official: "official", split: "split", split_int8: "split" }[variant] || "contract";
-  if (format !== "split") return { format, prepareUrl: null };
-  u.searchParams.set("variant", "prepare");
-  return { format, prepareUrl: u.pathname + u.search };
 }
 
 /**

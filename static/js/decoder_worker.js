@@ -38,7 +38,9 @@ let ort = null;
 let session = null;
 let backend = null;
 let format = "contract";
-const embeddings = new Map(); // key -> Float32Array (raw) | promise of the image's decode feeds
+// key -> {raw: Float32Array, feeds: promise of the image's share of a decode's feeds, or null
+// until first needed}
+const embeddings = new Map();
 let prepareSession = null; // format "split": the per-image graph
 // Session runs, one at a time (a prefetched image's prepare and a click's decode may overlap).
 let runChain = Promise.resolve();
@@ -85,6 +87,13 @@ async function fetchBytes(url, what) {
   return { buf: await resp.arrayBuffer(), headers: resp.headers };
 }
 
+/** Run with a [decode, prepare or null] pair; every image is prepared again for them. */
+function useSessions(pair) {
+  runChain = Promise.resolve();
+  [session, prepareSession] = pair;
+  for (const e of embeddings.values()) e.feeds = null;
+}
+
 async function init(msg) {
   const t0 = now();
   const wanted = ["official", "split"].includes(msg.format) ? msg.format : "contract";
@@ -129,11 +138,8 @@ async function init(msg) {
     created = await wasm();
     backend = "wasm";
   }
-  runChain = Promise.resolve();
-  [session, prepareSession] = created;
   format = wanted;
-  // Embeddings prepared for the previous model (or none) are raw again for this one.
-  for (const [key, e] of embeddings) if (!(e instanceof Float32Array)) embeddings.set(key, e.raw || e);
+  useSessions(created);
   zeroMask = new ort.Tensor("float32", new Float32Array(256 * 256), [1, 1, 256, 256]);
   noMask = new ort.Tensor("float32", new Float32Array([0]), [1]);
   withMask = new ort.Tensor("float32", new Float32Array([1]), [1]);
@@ -147,7 +153,7 @@ async function init(msg) {
     if (backend !== "webgpu") throw err;
     fallback = `WebGPU decode failed: ${err?.message || err}`; // a session that cannot run
     console.warn(`${fallback}; falling back to WASM`);
-    [session, prepareSession] = await wasm();
+    useSessions(await wasm());
     backend = "wasm";
     await warmUp();
   }
@@ -171,18 +177,18 @@ async function loadEmbedding(msg) {
     throw new Error(`embedding has ${buf.byteLength} bytes, shape ${shape}; expected 1,256,64,64 float32`);
   }
   // ort may not be loaded yet when the embedding arrives first: keep the raw array until then.
-  embeddings.set(msg.key, new Float32Array(buf));
+  embeddings.set(msg.key, { raw: new Float32Array(buf), feeds: null });
   while (embeddings.size > MAX_EMBEDDINGS) embeddings.delete(embeddings.keys().next().value);
-  if (prepareSession && format === "split") {
+  if (prepareSession) {
     // The per-image half, now; should it fail, the first decode tries again and reports it.
     await imageFeeds(msg.key).catch(() => {});
   }
   reply({ type: "embedding-ready", id: msg.id, key: msg.key, loadMs: now() - t0, bytes: buf.byteLength });
 }
 
-/** The prepared graph's outputs for an embedding tensor (format "split"), else the tensor. */
+/** The per-image graph's outputs for an embedding tensor (format "split"), else the tensor. */
 async function prepared(embedding) {
-  if (format !== "split") return { image_embeddings: embedding };
+  if (!prepareSession) return { image_embeddings: embedding };
   return serially(() => prepareSession.run({ image_embeddings: embedding }));
 }
 
@@ -190,14 +196,14 @@ async function prepared(embedding) {
 async function imageFeeds(key) {
   const e = embeddings.get(key);
   if (!e) throw new Error(`no embedding loaded for ${key}`);
-  if (!(e instanceof Float32Array)) return e;
-  const feeds = prepared(new ort.Tensor("float32", e, EMBEDDING_SHAPE));
-  feeds.raw = e; // what to prepare again if another model is loaded
-  embeddings.set(key, feeds);
-  feeds.catch(() => {
-    if (embeddings.get(key) === feeds) embeddings.set(key, e);
-  });
-  return feeds;
+  if (!e.feeds) {
+    const feeds = prepared(new ort.Tensor("float32", e.raw, EMBEDDING_SHAPE));
+    e.feeds = feeds;
+    feeds.catch(() => {
+      if (e.feeds === feeds) e.feeds = null; // tried again at the next decode
+    });
+  }
+  return e.feeds;
 }
 
 async function run(image, coords, labels, count, maskInput, size) {
