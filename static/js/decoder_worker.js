@@ -29,6 +29,7 @@
 
 import { draftMaskRle } from "./composite.js";
 import { pickIndex } from "./prompts.js";
+import { webgpuMissing } from "./webgpu.js";
 
 const EMBEDDING_SHAPE = [1, 256, 64, 64];
 const EMBEDDING_BYTES = 4 * 256 * 64 * 64;
@@ -66,20 +67,6 @@ const yieldToEvents = () =>
     ticks.push(r);
     tick.port2.postMessage(0);
   });
-
-/** Why WebGPU cannot be used here, or null when a hardware adapter is offered. */
-async function webgpuMissing() {
-  if (!self.navigator || !navigator.gpu) return "no navigator.gpu";
-  try {
-    const adapter = await navigator.gpu.requestAdapter();
-    if (!adapter) return "no WebGPU adapter";
-    const info = adapter.info || {};
-    if (adapter.isFallbackAdapter || info.isFallbackAdapter) return "software WebGPU adapter only";
-    return null;
-  } catch (err) {
-    return `WebGPU adapter request failed: ${err?.message || err}`;
-  }
-}
 
 async function fetchBytes(url, what) {
   const resp = await fetch(url, { credentials: "same-origin" });
