@@ -81,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=57.0, help="training-time budget (summed over resumes)")
     ap.add_argument("--steps", type=int, default=None, help="step budget (optional)")
     ap.add_argument("--ckpt-dir", type=Path, default=Path("/work/checkpoints/bootstrap"))
-    ap.add_argument("--crop", type=int, default=512, help="training frame side (multiple of 64)")
+    ap.add_argument(
+        "--crop",
+        type=int,
+        default=1024,
+        help="training frame side (multiple of 64); 1024 is the test resolution, 512 is 4x cheaper",
+    )
     ap.add_argument(
         "--windows", action="store_true", help="train on windows of the 1024 frame, not whole frames"
     )
@@ -110,6 +115,18 @@ def main(argv: list[str] | None = None) -> int:
         help="fresh runs: start from this whole-model state dict (e.g. an earlier bootstrap_v1.pt)",
     )
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help='"cuda" to train on a GPU (the data stays on the CPU)')
+    ap.add_argument("--ema", type=float, default=0.998, help="weight EMA decay")
+    ap.add_argument("--ckpt-every", type=float, default=180.0, help="seconds between checkpoints")
+    ap.add_argument(
+        "--zoom", type=float, nargs=2, default=(1.0, 2.0), help="whole frames: zoom range of the image"
+    )
+    ap.add_argument(
+        "--datasets",
+        type=Path,
+        default=DATASETS,
+        help="folder holding the training sets (e.g. a packed copy: scripts/pack_datasets.py)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     ap.add_argument("--limit", type=int, default=None, help="images per training set (pilots)")
     ap.add_argument("--export-only", action="store_true", help="export + evaluate the last checkpoint")
@@ -128,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if not args.export_only:
         t = time.time()
-        samples = load_samples([DATASETS / n for n in TRAIN_SETS], limit=args.limit)
+        samples = load_samples([args.datasets / n for n in TRAIN_SETS], limit=args.limit)
         log.info(
             "loaded %d images, %d masks from %s in %.0fs",
             len(samples),
@@ -142,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             max_masks=args.masks,
             full_frame=not args.windows,
             min_area=args.min_area,
+            zoom=tuple(args.zoom),
+            uint8=args.device != "cpu",
         )
         cfg = TrainConfig(
             mode="full",
@@ -151,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             lr=args.lr,
             ckpt_dir=args.ckpt_dir,
             workers=args.workers,
+            device=args.device,
+            ema=args.ema,
+            ckpt_every_s=args.ckpt_every,
             session=SessionConfig(grad_passes=args.grad_passes, focal_alpha=args.alpha),
             warmup=args.warmup,
             align_init=True,

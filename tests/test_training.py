@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from annotator_backend.onnx_export import DecoderOnnxModel
 from annotator_backend.sam_factory import build_bootstrap_sam
 from annotator_backend.training import AugmentConfig, CropDataset, Sample, SessionConfig, TrainConfig, train
-from annotator_backend.training.data import SyntheticShapes, folder_samples
+from annotator_backend.training.data import SyntheticShapes, folder_samples, normalized_images
 from annotator_backend.training.embeddings import EmbeddingDataset
 from annotator_backend.training.loop import align_attention_init
 from annotator_backend.training.losses import mask_losses, min_over_candidates
@@ -30,7 +31,9 @@ from annotator_backend.training.simulate import (
     embed_masks,
     embed_points,
     first_prompts,
+    interior_distance,
     next_clicks,
+    next_clicks_on_device,
     prompt_tokens,
     window_pe,
 )
@@ -92,6 +95,43 @@ def test_interior_click_is_most_interior() -> None:
     coords, labels = next_clicks(torch.zeros_like(gt), gt, crop=40, interior=1.0, rng=random.Random(0))
     assert labels[0] == POS
     assert coords[0].tolist() == [15.5, 20.5]
+
+
+def test_interior_distance_tracks_the_euclidean_transform() -> None:
+    from scipy import ndimage
+
+    yy, xx = np.mgrid[:64, :64]
+    shapes = [(xx - 30) ** 2 + (yy - 34) ** 2 < 20**2, (abs(xx - 40) < 20) & (abs(yy - 12) < 9)]
+    region = torch.from_numpy(np.stack(shapes))
+    d = interior_distance(region)
+    for i, m in enumerate(shapes):
+        exact = ndimage.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
+        assert torch.equal(d[i] > 0, region[i])  # zero exactly outside the region
+        y, x = divmod(int(d[i].argmax()), 64)
+        assert exact[y, x] >= exact.max() - 1.5  # its deepest pixel is (nearly) the exact one's
+        assert abs(float(d[i].max()) - exact.max()) <= 0.1 * exact.max() + 1
+
+
+def testnext_clicks_on_device_follow_the_same_rule() -> None:
+    gt = torch.zeros(3, 32, 32, dtype=torch.bool)
+    pred = torch.zeros(3, 32, 32, dtype=torch.bool)
+    gt[0, 8:24, 8:24] = True
+    pred[1, 4:12, 4:12] = True
+    gt[2, 0:16] = True
+    pred[2, 8:24] = True
+    torch.manual_seed(0)
+    for interior in (0.0, 1.0):
+        for _ in range(10):
+            coords, labels = next_clicks_on_device(pred, gt, 2.0, interior)
+            for i in range(3):
+                x, y = (coords[i] / 2).long().tolist()
+                missed = bool(gt[i, y, x] and not pred[i, y, x])
+                extra = bool(pred[i, y, x] and not gt[i, y, x])
+                assert (labels[i] == POS and missed) or (labels[i] == 0 and extra)
+    coords, labels = next_clicks_on_device(pred, gt, 2.0, 1.0)
+    assert set(coords[0].tolist()) <= {31.0, 33.0} and labels[1] == 0  # a centre pixel of the square
+    _, labels = next_clicks_on_device(gt.clone(), gt, 2.0, 0.5)
+    assert (labels == PAD).all()
 
 
 def test_first_prompts_point_inside_and_noisy_box() -> None:
@@ -161,6 +201,16 @@ def test_crop_dataset_items() -> None:
         assert item["valid"].any() and item["offset"].remainder(16).eq(0).all()
         assert item["offset"].max() <= 1024 - 64
         assert set(item["masks"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_uint8_items_normalise_to_the_float_items() -> None:
+    cfg = AugmentConfig(crop=64, gt_res=32, max_masks=2, full_frame=True, zoom=(1.5, 2.0))
+    ref = CropDataset(synthetic_samples(), cfg, seed=3)[1]
+    raw = CropDataset(synthetic_samples(), replace(cfg, uint8=True), seed=3)[1]
+    assert raw["image_u8"].dtype == torch.uint8 and "image" not in raw
+    batch = {k: v[None] for k, v in raw.items()}
+    assert torch.allclose(normalized_images(batch)[0], ref["image"], atol=1e-5)
+    assert torch.equal(raw["masks"], ref["masks"])
 
 
 def test_full_frame_items_and_synthetic_shapes() -> None:

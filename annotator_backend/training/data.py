@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 PIXEL_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
 PIXEL_STD = np.array([58.395, 57.12, 57.375], np.float32)
 
@@ -82,6 +82,17 @@ def normalize(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
+def normalized_images(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The encoder input of a batch: ``image`` as is, or ``image_u8`` [B, 3, S, S] uint8 with
+    ``area`` [B, S, S] normalised on the batch's device (zero outside the image)."""
+    if "image" in batch:
+        return batch["image"]
+    x = batch["image_u8"].float()
+    mean = torch.as_tensor(PIXEL_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.as_tensor(PIXEL_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std * batch["area"][:, None]
+
+
 @dataclass
 class AugmentConfig:
     """Augmentation of `CropDataset`. Scales multiply the inference scale (longest side 1024)."""
@@ -102,6 +113,9 @@ class AugmentConfig:
     # this way; on windows at random offsets it did not (pilot: no progress in 125 steps).
     full_frame: bool = False
     zoom: tuple[float, float] = (1.0, 2.0)  # full_frame: log-uniform zoom of the image in the frame
+    # uint8 items (``image_u8`` + ``area``), normalised where the model runs: a quarter of the
+    # bytes through the loader's shared memory, which matters for large crops on a GPU
+    uint8: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -210,11 +224,17 @@ class CropDataset(torch.utils.data.Dataset):
         out_masks = np.zeros((K, R, R), np.float32)
         for i, g in enumerate(gts):
             out_masks[i] = g
-        img_t = normalize(crop) * torch.from_numpy(valid_area.copy())[None]
         ox = 0 if cfg.full_frame else min(int(x0) // 16 * 16, 1024 - S)
         oy = 0 if cfg.full_frame else min(int(y0) // 16 * 16, 1024 - S)
+        if cfg.uint8:
+            image_item = {
+                "image_u8": torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))),
+                "area": torch.from_numpy(valid_area),
+            }
+        else:
+            image_item = {"image": normalize(crop) * torch.from_numpy(valid_area.copy())[None]}
         item = {
-            "image": img_t,
+            **image_item,
             "masks": torch.from_numpy(out_masks),
             "valid": torch.arange(K) < len(gts),
             "offset": torch.tensor([ox, oy], dtype=torch.long),

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from segment_anything.modeling import Sam
 from torch import nn
 
+from .data import normalized_images
 from .simulate import SessionConfig, run_session
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ class TrainConfig:
     min_lr_frac: float = 0.05
     grad_clip: float = 1.0
     ema: float = 0.998  # weight EMA decay (0: off)
-    bf16: bool = True  # bfloat16 autocast of encoder and decoder (CPU)
+    bf16: bool = True  # bfloat16 autocast of encoder and decoder
+    device: str = "cpu"  # "cuda" trains on the GPU (one per process; the data stays on the CPU)
     ckpt_dir: Path | None = None
     ckpt_every_s: float = 180.0
     resume: bool = True
@@ -87,11 +89,13 @@ class SessionModel(nn.Module):
         self.rng = random.Random(0)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        dev = self.sam.mask_decoder.iou_token.weight.device
+        batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
             if "embedding" in batch:
                 emb = batch["embedding"]
             else:
-                emb = self.sam.image_encoder(batch["image"]).float()
+                emb = self.sam.image_encoder(normalized_images(batch)).float()
             return run_session(
                 self.sam,
                 emb,
@@ -186,6 +190,7 @@ def _loader(
         sampler=sampler,
         num_workers=cfg.workers,
         worker_init_fn=worker_init,
+        pin_memory=cfg.device != "cpu",
         persistent_workers=cfg.workers > 0,
         drop_last=True,
         prefetch_factor=4 if cfg.workers > 0 else None,
@@ -206,6 +211,7 @@ def train(
     """
     rank, world = init_distributed()
     torch.manual_seed(cfg.seed + rank)
+    sam.to(cfg.device)
     if cfg.align_init:
         align_attention_init(sam, seed=cfg.seed)  # a resumed run overwrites it below
     groups = trainable_parameters(sam, cfg.mode)

@@ -67,7 +67,7 @@ def embed_masks(sam: Sam, mask_input: torch.Tensor | None, has: torch.Tensor, si
     """Dense prompt embedding: mask_input [M, 1, 4E, 4E] or None, has [M] -> [M, 256, E, E]."""
     no_mask = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
     if mask_input is None:
-        return no_mask.expand(has.shape[0], -1, size, size)
+        return no_mask.expand(len(has), -1, size, size)
     h = has.view(-1, 1, 1, 1).to(mask_input.dtype)
     return h * sam.prompt_encoder.mask_downscaling(mask_input) + (1 - h) * no_mask
 
@@ -115,6 +115,7 @@ def first_prompts(
     coords = torch.zeros(M, 2, 2)
     labels = torch.zeros(M, 2)
     is_box = torch.zeros(M, dtype=torch.bool)
+    gt = gt.cpu()
     for i in range(M):
         ys, xs = torch.nonzero(gt[i] > 0.5, as_tuple=True)
         if len(ys) == 0:
@@ -151,6 +152,8 @@ def next_clicks(
     """
     M, L, _ = pred.shape
     k = crop / L
+    if pred.is_cuda:
+        return next_clicks_on_device(pred, gt, k, interior)
     coords = torch.zeros(M, 2)
     labels = torch.full((M,), float(PAD))
     fn_all = (gt & ~pred).numpy()
@@ -172,6 +175,50 @@ def next_clicks(
             positive = bool(fn[y, x])
         coords[i] = torch.tensor([(x + 0.5) * k, (y + 0.5) * k])
         labels[i] = float(POS if positive else NEG)
+    return coords, labels
+
+
+def interior_distance(region: torch.Tensor) -> torch.Tensor:
+    """Distance of each pixel of `region` [N, L, L] bool to the nearest pixel outside it (the
+    frame's edge counts as outside), in the octagonal metric of alternating 3x3 square and plus
+    erosions: a close, all-tensor stand-in for the Euclidean transform -> [N, L, L] float."""
+    x = region[:, None].float()
+    dist = x.clone()
+    for i in range(region.shape[-1] // 2 + 1):
+        p = F.pad(x, (1, 1, 1, 1))
+        if i % 2 == 0:
+            x = -F.max_pool2d(-p, 3, 1)
+        else:
+            c = p[..., 1:-1, 1:-1]
+            x = torch.minimum(torch.minimum(c, p[..., :-2, 1:-1]), p[..., 2:, 1:-1])
+            x = torch.minimum(torch.minimum(x, p[..., 1:-1, :-2]), p[..., 1:-1, 2:])
+        dist += x
+        if i % 8 == 7 and not bool(x.any()):
+            break
+    return dist[:, 0]
+
+
+def next_clicks_on_device(
+    pred: torch.Tensor, gt: torch.Tensor, k: float, interior: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`next_clicks` for masks on an accelerator: the same rule, with every mask at once and
+    `interior_distance` for the Euclidean distance transform (which only a CPU library has)."""
+    M, L, _ = pred.shape
+    fn, fp = gt & ~pred, pred & ~gt
+    err = (fn | fp).flatten(1)
+    d = interior_distance(torch.cat([fn, fp])).view(2, M, L * L)
+    dfn, dfp = d[0].max(1).values, d[1].max(1).values
+    pos_interior = dfn >= dfp
+    idx_interior = torch.where(pos_interior, d[0].argmax(1), d[1].argmax(1))
+    weights = err.float() + (~err.any(1, keepdim=True)).float()  # rows with no error: any index
+    idx_uniform = torch.multinomial(weights, 1)[:, 0]
+    use_interior = torch.rand(M, device=pred.device) < interior
+    idx = torch.where(use_interior, idx_interior, idx_uniform)
+    positive = fn.flatten(1).gather(1, idx[:, None])[:, 0]
+    y, x = idx // L, idx % L
+    coords = torch.stack([(x + 0.5) * k, (y + 0.5) * k], 1).float()
+    labels = torch.where(positive, float(POS), float(NEG))
+    labels = torch.where(err.any(1), labels, float(PAD))
     return coords, labels
 
 
@@ -210,6 +257,7 @@ def run_session(
     """
     B, _, E, _ = emb.shape
     crop, L = 16 * E, 4 * E
+    dev = emb.device
     img_idx, k_idx = torch.nonzero(valid, as_tuple=True)
     M = len(img_idx)
     if M == 0:
@@ -218,7 +266,7 @@ def run_session(
     gt_low = (F.adaptive_avg_pool2d(gt[:, None], L)[:, 0] > 0.5) if gt.shape[-1] != L else gt > 0.5
     if full_frame:  # the window is a whole frame at S/16 cells: its PE spans the 1024 frame
         pos = sam.prompt_encoder.pe_layer((E, E))[None].expand(M, -1, -1, -1)
-        off = torch.zeros(M, 1, 2)
+        off = torch.zeros(M, 1, 2, device=dev)
         to_frame = 1024.0 / crop
     else:
         pos = window_pe(sam, offsets, E)[img_idx]
@@ -226,10 +274,10 @@ def run_session(
         to_frame = 1.0
     src = emb[img_idx]
     if cfg.blind_prob > 0 and torch.is_grad_enabled():
-        src = src * (torch.rand(M) >= cfg.blind_prob).to(src.dtype).view(M, 1, 1, 1)
-    first_xy, first_lab, is_box = first_prompts(gt, crop, cfg, rng)
+        src = src * (torch.rand(M, device=dev) >= cfg.blind_prob).to(src.dtype).view(M, 1, 1, 1)
+    first_xy, first_lab, is_box = (t.to(dev) for t in first_prompts(gt, crop, cfg, rng))
     first_xy = first_xy * to_frame + off
-    click_xy, click_lab = torch.zeros(M, 0, 2), torch.zeros(M, 0)
+    click_xy, click_lab = torch.zeros(M, 0, 2, device=dev), torch.zeros(M, 0, device=dev)
     n_pass = 1 + cfg.clicks + cfg.refine
     if cfg.grad_passes <= 0 or cfg.grad_passes >= n_pass:
         grad_at = set(range(n_pass))
@@ -241,13 +289,13 @@ def run_session(
     for t in range(max(grad_at) + 1 if torch.is_grad_enabled() else n_pass):  # later passes teach nothing
         if 1 <= t <= cfg.clicks:
             assert prev is not None
-            c, lab = next_clicks(prev[:, 0] > 0, gt_low, crop, cfg.interior_click, rng)
+            c, lab = (t.to(dev) for t in next_clicks(prev[:, 0] > 0, gt_low, crop, cfg.interior_click, rng))
             click_xy = torch.cat([click_xy, c[:, None] * to_frame + off], 1)
             click_lab = torch.cat([click_lab, lab[:, None]], 1)
         coords, labels = prompt_tokens(first_xy, first_lab, click_xy, click_lab, is_box)
         with torch.set_grad_enabled(t in grad_at and torch.is_grad_enabled()):
             sparse = embed_points(sam, coords, labels)
-            has = (torch.rand(M) >= cfg.drop_mask_input).float() if prev is not None else torch.zeros(M)
+            has = torch.rand(M, device=dev) >= cfg.drop_mask_input if prev is not None else torch.zeros(M)
             dense = embed_masks(sam, prev, has, E)
             logits, iou_pred = decode(sam, src, pos, sparse, dense)
             logits, iou_pred = logits.float(), iou_pred.float()
@@ -265,12 +313,12 @@ def run_session(
                 )
             else:
                 loss, ious = single_loss(logits[:, 0], iou_pred[:, 0], gt, cfg.focal_alpha)
-                pick = torch.zeros(M, dtype=torch.long)
+                pick = torch.zeros(M, dtype=torch.long, device=dev)
                 stats["iou_last"] = ious.mean().item()
                 stats["passes"] = float(t + 1)
             if t in grad_at and loss.requires_grad:
                 losses.append(loss.mean())
-        prev = logits.detach()[torch.arange(M), pick][:, None]
+        prev = logits.detach()[torch.arange(M, device=dev), pick][:, None]
     total = torch.stack(losses).mean() if losses else emb.sum() * 0.0
     return total, stats
 
