@@ -145,7 +145,9 @@ def add_commands(sub, model, cmd: Callable) -> None:  # noqa: ANN001
     sp.add_argument("--promote", action="store_true", help="promote the new version at the end")
     sp.add_argument(
         "--options",
-        help='other round settings as JSON, e.g. \'{"lr": 3e-4, "train_options": {"batch_images": 4}}\'',
+        help="other round settings as JSON, e.g. "
+        '\'{"lr": 3e-4, "train_options": {"batch_images": 4, "device": "cuda"}}\' '
+        "(device: where the round trains)",
     )
     sp = cmd(sub, "evaluate", evaluate, "NoC@85/90 and mIoU@1/3/5 on a dataset folder, as JSON")
     sp.add_argument("model", help="a model version id, or a checkpoint path with --type")

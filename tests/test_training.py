@@ -221,6 +221,15 @@ def test_full_frame_items_and_synthetic_shapes() -> None:
     assert syn["image"].shape == (3, 64, 64) and syn["masks"].shape == (3, 32, 32) and syn["valid"].any()
 
 
+def test_bf16_autocast_only_where_it_is_fast() -> None:
+    from annotator_backend.fast_encoder import cpu_has_native_bf16
+    from annotator_backend.training.loop import uses_bf16
+
+    assert uses_bf16(TrainConfig()) == cpu_has_native_bf16()  # emulated bf16 is ~2x slower
+    assert uses_bf16(TrainConfig(bf16=True)) and not uses_bf16(TrainConfig(bf16=False))
+    assert uses_bf16(TrainConfig(device="cuda"))
+
+
 def test_align_attention_init_ties_query_and_key() -> None:
     sam = build_bootstrap_sam()
     align_attention_init(sam)

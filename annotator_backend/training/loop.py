@@ -29,6 +29,7 @@ import torch.distributed as dist
 from segment_anything.modeling import Sam
 from torch import nn
 
+from ..fast_encoder import resolve_precision
 from .data import normalized_images
 from .simulate import SessionConfig, run_session
 
@@ -50,7 +51,9 @@ class TrainConfig:
     min_lr_frac: float = 0.05
     grad_clip: float = 1.0
     ema: float = 0.998  # weight EMA decay (0: off)
-    bf16: bool = True  # bfloat16 autocast of encoder and decoder
+    # bfloat16 autocast of encoder and decoder; None: where it is fast (CUDA, or a CPU with native
+    # bf16; emulated on other CPUs it made a simulated session about 2x slower than float32)
+    bf16: bool | None = None
     device: str = "cpu"  # "cuda" trains on the GPU (one per process; the data stays on the CPU)
     ckpt_dir: Path | None = None
     ckpt_every_s: float = 180.0
@@ -150,6 +153,13 @@ def align_attention_init(sam: Sam, gain: float = 1.0, seed: int = 0) -> None:
                 k.weight.copy_(w)
 
 
+def uses_bf16(cfg: TrainConfig) -> bool:
+    """Whether a run autocasts to bfloat16: as `cfg.bf16` says, or where that is fast."""
+    if cfg.bf16 is not None:
+        return cfg.bf16
+    return resolve_precision("auto", torch.device(cfg.device)) == "bf16"
+
+
 def lr_factor(progress: float, step: int, cfg: TrainConfig) -> float:
     """Linear warmup then cosine down to `min_lr_frac`."""
     warm = min(1.0, (step + 1) / max(1, cfg.warmup))
@@ -206,11 +216,12 @@ def train(
     """Train `sam` in place and return a summary (steps, minutes, last losses).
 
     `dataset` items: ``masks`` [K, R, R], ``valid`` [K], ``offset`` [2] and either ``image``
-    [3, S, S] (full mode) or ``embedding`` [256, E, E] (decoder mode). On return `sam` holds
-    the EMA weights when EMA is on.
+    [3, S, S] (full mode) or ``embedding`` [256, E, E] (decoder mode). `cfg.device` is where
+    it trains; on return `sam` is back on its own device and holds the EMA weights when EMA is on.
     """
     rank, world = init_distributed()
     torch.manual_seed(cfg.seed + rank)
+    home = next(sam.parameters()).device
     sam.to(cfg.device)
     if cfg.align_init:
         align_attention_init(sam, seed=cfg.seed)  # a resumed run overwrites it below
@@ -238,7 +249,7 @@ def train(
     sam.train()
     if cfg.mode == "decoder":
         sam.image_encoder.eval()
-    module = SessionModel(sam, cfg.mode, cfg.session, cfg.bf16)
+    module = SessionModel(sam, cfg.mode, cfg.session, uses_bf16(cfg))
     module.rng = random.Random(cfg.seed * 7919 + rank * 31 + round_)
     net: nn.Module = module
     if world > 1:
@@ -330,5 +341,5 @@ def train(
     checkpoint()
     if ema is not None:
         sam.load_state_dict(ema.state_dict())
-    sam.eval()
+    sam.to(home).eval()
     return {"steps": step, "minutes": elapsed / 60, "world_size": world, **avg}
