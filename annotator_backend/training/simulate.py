@@ -275,7 +275,7 @@ def run_session(
     src = emb[img_idx]
     if cfg.blind_prob > 0 and torch.is_grad_enabled():
         src = src * (torch.rand(M, device=dev) >= cfg.blind_prob).to(src.dtype).view(M, 1, 1, 1)
-    first_xy, first_lab, is_box = (t.to(dev) for t in first_prompts(gt, crop, cfg, rng))
+    first_xy, first_lab, is_box = (v.to(dev) for v in first_prompts(gt, crop, cfg, rng))
     first_xy = first_xy * to_frame + off
     click_xy, click_lab = torch.zeros(M, 0, 2, device=dev), torch.zeros(M, 0, device=dev)
     n_pass = 1 + cfg.clicks + cfg.refine
@@ -289,7 +289,7 @@ def run_session(
     for t in range(max(grad_at) + 1 if torch.is_grad_enabled() else n_pass):  # later passes teach nothing
         if 1 <= t <= cfg.clicks:
             assert prev is not None
-            c, lab = (t.to(dev) for t in next_clicks(prev[:, 0] > 0, gt_low, crop, cfg.interior_click, rng))
+            c, lab = (v.to(dev) for v in next_clicks(prev[:, 0] > 0, gt_low, crop, cfg.interior_click, rng))
             click_xy = torch.cat([click_xy, c[:, None] * to_frame + off], 1)
             click_lab = torch.cat([click_lab, lab[:, None]], 1)
         coords, labels = prompt_tokens(first_xy, first_lab, click_xy, click_lab, is_box)
