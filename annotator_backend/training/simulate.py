@@ -152,7 +152,7 @@ def next_clicks(
     """
     M, L, _ = pred.shape
     k = crop / L
-    if pred.is_cuda:
+    if pred.device.type != "cpu":  # SciPy's transform needs host arrays
         return next_clicks_on_device(pred, gt, k, interior)
     coords = torch.zeros(M, 2)
     labels = torch.full((M,), float(PAD))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from segment_anything.modeling import Sam
 
-from .loop import align_attention_init
+from .loop import TrainConfig, align_attention_init, uses_bf16
 from .simulate import SessionConfig, run_session
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,14 @@ def prompt_warmup(
     opt = torch.optim.AdamW(params, lr=lr)
     sam.train()
     res = 4 * cells
+    bf16 = uses_bf16(TrainConfig())  # the CPU's choice, as a CPU training run makes it
     stats: dict[str, float] = {}
     emb = torch.zeros(masks_per_step, 256, cells, cells)
     valid = torch.ones(masks_per_step, 1, dtype=torch.bool)
     offsets = torch.zeros(masks_per_step, 2, dtype=torch.long)
     for step in range(steps):
         masks = random_shapes(masks_per_step, res, rng)[:, None]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss, stats = run_session(sam, emb, masks, valid, offsets, cfg, rng, full_frame=True)
         opt.zero_grad(set_to_none=True)
         loss.backward()
