@@ -6,6 +6,8 @@ page agree:
 * point coordinates are image pixels scaled by ``1024 / max(width, height)``;
 * a single positive point (no box, no previous mask) uses the multimask outputs 1..3 and picks
   the highest predicted IoU; anything more uses output 0 (the single-mask token);
+* islands (8-connected regions of positive low-res logits) that no prompt touches are set to
+  `ISLAND_LOGIT` in all four outputs (`drop_islands`) when some region is touched;
 * the chosen low-res logits of the previous step are fed back as ``mask_input`` when
   ``feed_mask`` is on;
 * logits are cropped to the image's part of the padded 256x256 frame, upscaled bilinearly to
@@ -21,9 +23,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 LOW_RES = 256
 MODEL_SIZE = 1024
+ISLAND_LOGIT = -1.0  # what the cells of a dropped island become
+_EIGHT = np.ones((3, 3), dtype=bool)
 
 
 def resize_scale(width: int, height: int) -> float:
@@ -66,6 +71,45 @@ def upscale_logits(low_res: np.ndarray, width: int, height: int) -> np.ndarray:
     t = t[..., :rh, :rw]
     t = F.interpolate(t, (height, width), mode="bilinear", align_corners=False)
     return t[0, 0].numpy()
+
+
+def drop_islands(
+    masks: np.ndarray, coords: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
+) -> np.ndarray:
+    """Low-res logits [M, 256, 256] without the islands that nothing of the prompt touches.
+
+    An island is an 8-connected region of positive logits on the 256x256 grid. It is kept when
+    it holds the cell of a positive point (``coords`` [1, N, 2] in the resized-1024 frame, one
+    cell is 4x4 of it, ``labels`` [1, N] as the contract's), meets the cells of a box, or meets
+    the positive cells of ``mask_input`` [256, 256] (what the previous step or a reopened mask
+    showed); the cells of the others become `ISLAND_LOGIT`. With no island touched nothing
+    changes. Returns a new array when it changed. Same rule as static/js/islands.js.
+    """
+    pts = np.asarray(coords, dtype=np.float32).reshape(-1, 2)
+    lbl = np.asarray(labels, dtype=np.float32).reshape(-1)
+    cells = np.clip(np.floor(pts * (LOW_RES / MODEL_SIZE)), 0, LOW_RES - 1).astype(int)
+    touched = np.zeros((LOW_RES, LOW_RES), dtype=bool)
+    for (x, y), v in zip(cells, lbl, strict=True):
+        touched[y, x] |= v == 1
+    corners = [cells[lbl == 2], cells[lbl == 3]]
+    if all(len(c) for c in corners):
+        (x0, y0), (x1, y1) = corners[0][0], corners[1][0]
+        touched[y0 : y1 + 1, x0 : x1 + 1] = True
+    if mask_input is not None:
+        touched |= np.asarray(mask_input).reshape(LOW_RES, LOW_RES) > 0
+    if not touched.any():
+        return masks
+    out = masks
+    for k in range(masks.shape[0]):
+        regions, n = ndimage.label(masks[k] > 0, structure=_EIGHT)
+        kept = np.unique(regions[touched & (regions > 0)])
+        if len(kept) == 0 or len(kept) == n:
+            continue
+        drop = (regions > 0) & ~np.isin(regions, kept)
+        if out is masks:
+            out = masks.copy()
+        out[k][drop] = ISLAND_LOGIT
+    return out
 
 
 @dataclass
@@ -128,6 +172,17 @@ class OnnxDecoder:
         masks, iou = self.session.run(None, feeds)
         return masks[0], iou[0]
 
+    def decode(
+        self,
+        embedding: np.ndarray,
+        coords: np.ndarray,
+        labels: np.ndarray,
+        mask_input: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`run` followed by `drop_islands`: the four outputs as the page receives them."""
+        masks, iou = self.run(embedding, coords, labels, mask_input)
+        return drop_islands(masks, coords, labels, mask_input), iou
+
     def predict(
         self,
         embedding: np.ndarray,
@@ -138,7 +193,7 @@ class OnnxDecoder:
     ) -> tuple[np.ndarray, float, int]:
         """Decode one prompt state: (chosen low-res logits [256,256], predicted IoU, index)."""
         coords, labels = prompt.model_inputs(width, height)
-        masks, iou = self.run(embedding, coords, labels, previous_logits)
+        masks, iou = self.decode(embedding, coords, labels, previous_logits)
         if prompt.uses_multimask and previous_logits is None:
             idx = 1 + int(np.argmax(iou[1:]))
         else:

@@ -258,7 +258,7 @@ class ImageReplay:
                 prompt = Prompt([(x, y) for x, y, _ in points], [lbl for _, _, lbl in points], box)
                 coords, labels = prompt.model_inputs(w, h)
                 dec, emb = self.decoder(session_id)
-                masks, iou = dec.run(emb, coords, labels, mask_input)
+                masks, iou = dec.decode(emb, coords, labels, mask_input)
                 multi = prompt.uses_multimask and mask_input is None
                 index = 1 + int(np.argmax(iou[1:])) if multi else 0
                 self.decoded[(mv, e.id)] = (masks, iou, index)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotator_backend.decoding import Prompt
+from annotator_backend.decoding import ISLAND_LOGIT, Prompt, drop_islands
 from annotator_backend.evaluation import (
     EvalConfig,
     click_session,
@@ -72,6 +72,44 @@ def test_noc_and_miou() -> None:
     assert s["NoC@85"] == pytest.approx(3.5) and s["NoC@90"] == pytest.approx(4.5)
     assert s["mIoU@1"] == pytest.approx(0.35) and s["mIoU@3"] == pytest.approx(0.64)
     assert s["objects"] == 2
+
+
+def _two_islands() -> np.ndarray:
+    """Logits [4, 256, 256]: output 0 has islands at cells x 10..19 and 100..109 (rows 10..19)
+    that touch only diagonally across nothing; outputs 1..3 one island each."""
+    m = np.full((4, 256, 256), -2.0, np.float32)
+    m[:, 10:20, 10:20] = 3.0
+    m[0, 10:20, 100:110] = 2.0
+    m[0, 20, 20] = 1.0  # joins the first island diagonally: 8-connected
+    return m
+
+
+def _prompt(points: list[tuple[float, float]], labels: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([points], np.float32), np.array([labels], np.float32)
+
+
+def test_drop_islands_keeps_what_the_prompt_touches() -> None:
+    m = _two_islands()
+    out = drop_islands(m, *_prompt([(60.0, 60.0), (0.0, 0.0)], [1, -1]))  # cell (15, 15)
+    assert (out[0, 10:20, 100:110] == ISLAND_LOGIT).all()
+    assert (out[0, 10:20, 10:20] == 3.0).all() and out[0, 20, 20] == 1.0
+    assert np.array_equal(out[1:], m[1:]) and out[0, 0, 0] == -2.0
+    assert np.array_equal(m, _two_islands())  # the input is not modified
+    both = drop_islands(m, *_prompt([(60.0, 60.0), (420.0, 60.0)], [1, 1]))
+    assert np.array_equal(both, m)
+
+
+def test_drop_islands_box_negatives_and_misses() -> None:
+    m = _two_islands()
+    box = drop_islands(m, *_prompt([(380.0, 0.0), (1000.0, 100.0)], [2, 3]))  # meets the second
+    assert (box[0, 10:20, 10:20] == ISLAND_LOGIT).all() and (box[0, 10:20, 100:110] == 2.0).all()
+    assert drop_islands(m, *_prompt([(60.0, 60.0)], [0])) is m  # negatives only: no rule
+    assert drop_islands(m, *_prompt([(800.0, 800.0)], [1])) is m  # touches nothing: unchanged
+    prev = np.full((256, 256), -5.0, np.float32)
+    prev[12, 104] = 0.5  # the previous step showed a cell of the second island
+    kept = drop_islands(m, *_prompt([(60.0, 60.0)], [0]), mask_input=prev)
+    assert (kept[0, 10:20, 10:20] == ISLAND_LOGIT).all() and (kept[0, 10:20, 100:110] == 2.0).all()
+    assert (kept[1:, 10:20, 10:20] == 3.0).all()  # touched by nothing there: unchanged
 
 
 def test_click_session_follows_protocol_with_fake_decoder() -> None:

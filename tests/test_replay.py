@@ -163,7 +163,7 @@ def predict_chain(world, steps: list[Prompt], overrides: dict[int, int] | None =
     prev = None
     for k, prompt in enumerate(steps):
         coords, labels = prompt.model_inputs(W, H)
-        masks, iou_pred = world.decoder.run(world.embedding, coords, labels, prev)
+        masks, iou_pred = world.decoder.decode(world.embedding, coords, labels, prev)
         idx = 1 + int(np.argmax(iou_pred[1:])) if prompt.uses_multimask and prev is None else 0
         prev = masks[(overrides or {}).get(k, idx)]
     return prev

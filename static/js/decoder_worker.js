@@ -8,6 +8,7 @@
 //   <- {type: "embedding-ready", id, key, loadMs, bytes}
 //   -> {type: "decode", id, key, coords, labels, count, maskInput|null, multimask, size: [w, h]}
 //   <- {type: "decoded", id, key, masks (4x256x256), iou (4), index, decodeMs, waitMs, full}
+//        masks without the islands the prompt does not touch (islands.js)
 //   <- {type: "dropped", id, by}                      a newer decode superseded this one
 //   -> {type: "encode", id, draft}                    draft mask -> COCO RLE at image size
 //        draft: {logits|null, base: counts|null, strokes, clip: [counts], width, height}
@@ -28,6 +29,7 @@
 // low-res mask stands in for all four contract outputs.
 
 import { draftMaskRle } from "./composite.js";
+import { dropIslands } from "./islands.js";
 import { pickIndex } from "./prompts.js";
 import { webgpuMissing } from "./webgpu.js";
 
@@ -205,7 +207,10 @@ async function run(image, coords, labels, count, maskInput, size) {
     feeds.orig_im_size = new ort.Tensor("float32", new Float32Array([size[1], size[0]]), [2]);
   }
   const out = await serially(() => session.run(feeds));
-  if (format !== "official") return { masks: out.low_res_masks.data, iou: out.iou_predictions.data, full: null };
+  if (format !== "official") {
+    dropIslands(out.low_res_masks.data, coords, labels, count, maskInput);
+    return { masks: out.low_res_masks.data, iou: out.iou_predictions.data, full: null };
+  }
   const low = out.low_res_masks.data;
   const masks = new Float32Array(4 * low.length);
   for (let k = 0; k < 4; k++) masks.set(low, k * low.length);

@@ -5,7 +5,8 @@
 //     draft (decoded first when it was not); for the first one of a draft that reopens an
 //     accepted mask, that mask (masks.maskInputFromBinary); else none;
 //   * a single positive point with no box and no mask_input uses the multimask outputs 1..3
-//     and shows the best predicted IoU (the annotator may pick another); else output 0.
+//     and shows the best predicted IoU (the annotator may pick another); else output 0;
+//   * every decode's four outputs lose the islands its prompt does not touch (islands.js).
 
 import { modelInputs } from "./geometry.js";
 

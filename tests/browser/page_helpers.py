@@ -146,7 +146,7 @@ def python_mask(engine, image_id: int, steps: list, overrides: dict | None = Non
     for k, step in enumerate(steps):
         prompt = step if isinstance(step, Prompt) else Prompt(points=step[0], labels=step[1])
         coords, labels = prompt.model_inputs(w, h)
-        masks, iou_pred = dec.run(embedding, coords, labels, prev)
+        masks, iou_pred = dec.decode(embedding, coords, labels, prev)
         idx = 1 + int(np.argmax(iou_pred[1:])) if prompt.uses_multimask and prev is None else 0
         prev = masks[(overrides or {}).get(k, idx)]
     return mask_from_logits(prev, w, h)
