@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/train_bootstrap.py --minutes 150          # train (resumes if killed)
     .venv/bin/python scripts/train_bootstrap.py --export-only          # export + evaluate the last checkpoint
+    .venv/bin/python scripts/train_bootstrap.py --decoder-only --init MODEL.pt  # decoder on cached embeddings
 
 Trains on coco128_panoptic, davis345 and coco_mval only; GrabCut and Berkeley stay held out.
 Checkpoints and the log go to --ckpt-dir (outside git, default /work/checkpoints/bootstrap/);
@@ -13,6 +14,7 @@ annotator_backend/bootstrap/bootstrap_v1.pt (fp16-stored) and evaluated with the
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -33,6 +35,7 @@ from annotator_backend.training import (  # noqa: E402
     load_samples,
     train,
 )
+from annotator_backend.training.embeddings import EmbeddingDataset  # noqa: E402
 from annotator_backend.training.warmup import prompt_warmup  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
@@ -127,6 +130,16 @@ def main(argv: list[str] | None = None) -> int:
         default=DATASETS,
         help="folder holding the training sets (e.g. a packed copy: scripts/pack_datasets.py)",
     )
+    ap.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="with --init: train the prompt encoder and mask decoder on cached 1024-px embeddings "
+        "of the frozen image encoder (each image and its mirror; cheap enough for a CPU)",
+    )
+    ap.add_argument("--clicks", type=int, default=8, help="corrective points per simulated session")
+    ap.add_argument(
+        "--blind-prob", type=float, default=0.25, help="sessions that see a blank embedding (prompts only)"
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     ap.add_argument("--limit", type=int, default=None, help="images per training set (pilots)")
     ap.add_argument("--export-only", action="store_true", help="export + evaluate the last checkpoint")
@@ -135,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-sets", default=",".join(HELD_OUT))
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
+    if args.decoder_only and args.init is None:
+        ap.error("--decoder-only continues a model: give --init")
 
     args.ckpt_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
@@ -163,17 +178,22 @@ def main(argv: list[str] | None = None) -> int:
             uint8=args.device != "cpu",
         )
         cfg = TrainConfig(
-            mode="full",
+            mode="decoder" if args.decoder_only else "full",
             minutes=args.minutes,
             steps=args.steps,
             batch_images=args.batch,
             lr=args.lr,
             ckpt_dir=args.ckpt_dir,
-            workers=args.workers,
+            workers=0 if args.decoder_only else args.workers,  # decoder: the items are in memory
             device=args.device,
             ema=args.ema,
             ckpt_every_s=args.ckpt_every,
-            session=SessionConfig(grad_passes=args.grad_passes, focal_alpha=args.alpha),
+            session=SessionConfig(
+                clicks=args.clicks,
+                grad_passes=args.grad_passes,
+                focal_alpha=args.alpha,
+                blind_prob=args.blind_prob,
+            ),
             warmup=args.warmup,
             align_init=True,
         )
@@ -199,7 +219,22 @@ def main(argv: list[str] | None = None) -> int:
                     "prompt warm-up: %d steps in %.0fs, %s", args.prompt_warmup_steps, time.time() - t, stats
                 )
                 cfg.align_init = False  # the warm-up already did it, and trained from there
-        summary = train(sam, CropDataset(samples, aug), cfg)
+        if args.decoder_only:
+            # the frozen encoder is --init's (a resumed run's checkpoint holds the same one)
+            sam.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+            t = time.time()
+            dataset = EmbeddingDataset(
+                samples,
+                sam,
+                max_masks=args.masks,
+                cache_dir=args.ckpt_dir / "embeddings",
+                model_key=hashlib.sha256(args.init.read_bytes()).hexdigest(),
+                min_area=args.min_area,
+            )
+            log.info("embedded %d frames (images and mirrors) in %.0fs", len(dataset), time.time() - t)
+        else:
+            dataset = CropDataset(samples, aug)
+        summary = train(sam, dataset, cfg)
         log.info("finished: %s", json.dumps(summary))
     out = export_weights(args.ckpt_dir, args.out)
     if not args.no_eval:

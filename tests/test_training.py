@@ -19,7 +19,7 @@ from annotator_backend.onnx_export import DecoderOnnxModel
 from annotator_backend.sam_factory import build_bootstrap_sam
 from annotator_backend.training import AugmentConfig, CropDataset, Sample, SessionConfig, TrainConfig, train
 from annotator_backend.training.data import SyntheticShapes, folder_samples, normalized_images
-from annotator_backend.training.embeddings import EmbeddingDataset
+from annotator_backend.training.embeddings import EmbeddingDataset, frame_mask
 from annotator_backend.training.loop import align_attention_init
 from annotator_backend.training.losses import mask_losses, min_over_candidates
 from annotator_backend.training.simulate import (
@@ -278,6 +278,18 @@ def test_decoder_mode_freezes_encoder(tmp_path: Path) -> None:
     train(sam, ds, _tiny_cfg(tmp_path / "ck", 1, mode="decoder", ema=0.0))
     assert all(torch.equal(v, sam.image_encoder.state_dict()[k]) for k, v in enc.items())
     assert not torch.equal(dec, sam.mask_decoder.output_upscaling[0].weight)
+
+
+def test_embedding_dataset_drops_small_masks_and_empty_images() -> None:
+    sam = build_bootstrap_sam()
+    samples = synthetic_samples(2, size=96)
+    areas = [[float(frame_mask(m).mean()) for m in s.load()[1]] for s in samples]
+    cut = float(np.median([a for row in areas for a in row]))
+    ds = EmbeddingDataset(samples, sam, max_masks=2, flip=False, min_area=cut)
+    kept = [[a for a in row if a >= cut] for row in areas]
+    assert len(ds) == sum(1 for row in kept if row)
+    assert [int(it["valid"].sum()) for it in ds] == [len(row) for row in kept if row]
+    assert len(EmbeddingDataset(samples, sam, flip=False, min_area=1.0)) == 0
 
 
 DDP_SCRIPT = """

@@ -46,7 +46,8 @@ class EmbeddingDataset(torch.utils.data.Dataset):
     """Items ``embedding`` [256, 64, 64], ``masks`` [K, 256, 256], ``valid`` [K], ``offset`` [2] (0, 0).
 
     Embeddings are computed at construction with `sam`'s encoder (cached under `cache_dir` when
-    given, keyed by the image bytes and `model_key`). `flip` adds mirrored copies.
+    given, keyed by the image bytes and `model_key`). `flip` adds mirrored copies. Masks covering
+    less than `min_area` of the padded frame are dropped, and images left without masks.
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class EmbeddingDataset(torch.utils.data.Dataset):
         cache_dir: Path | None = None,
         model_key: str = "",
         seed: int = 0,
+        min_area: float = 0.0,
     ) -> None:
         sam = sam.eval()
         self.items: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
@@ -65,6 +67,10 @@ class EmbeddingDataset(torch.utils.data.Dataset):
         self._rng = random.Random(seed)
         for s in samples:
             image, masks = s.load()
+            if min_area > 0:
+                masks = [m for m in masks if frame_mask(m).mean() >= min_area]
+                if not masks:
+                    continue
             variants = [(image, masks)]
             if flip:
                 variants.append((np.ascontiguousarray(image[:, ::-1]), [m[:, ::-1] for m in masks]))

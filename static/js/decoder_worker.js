@@ -8,7 +8,7 @@
 //   <- {type: "embedding-ready", id, key, loadMs, bytes}
 //   -> {type: "decode", id, key, coords, labels, count, maskInput|null, multimask, size: [w, h]}
 //   <- {type: "decoded", id, key, masks (4x256x256), iou (4), index, decodeMs, waitMs, full}
-//        masks without the islands the prompt does not touch (islands.js)
+//        the shown masks (1..3 if multimask, else 0) tidied: regions.js
 //   <- {type: "dropped", id, by}                      a newer decode superseded this one
 //   -> {type: "encode", id, draft}                    draft mask -> COCO RLE at image size
 //        draft: {logits|null, base: counts|null, strokes, clip: [counts], width, height}
@@ -29,8 +29,8 @@
 // low-res mask stands in for all four contract outputs.
 
 import { draftMaskRle } from "./composite.js";
-import { dropIslands } from "./islands.js";
 import { pickIndex } from "./prompts.js";
+import { tidyMasks } from "./regions.js";
 import { webgpuMissing } from "./webgpu.js";
 
 const EMBEDDING_SHAPE = [1, 256, 64, 64];
@@ -195,7 +195,7 @@ async function imageFeeds(key) {
   return e.feeds;
 }
 
-async function run(image, coords, labels, count, maskInput, size) {
+async function run(image, coords, labels, count, maskInput, size, multimask) {
   const feeds = {
     ...image,
     point_coords: new ort.Tensor("float32", coords, [1, count, 2]),
@@ -208,7 +208,7 @@ async function run(image, coords, labels, count, maskInput, size) {
   }
   const out = await serially(() => session.run(feeds));
   if (format !== "official") {
-    dropIslands(out.low_res_masks.data, coords, labels, count, maskInput);
+    tidyMasks(out.low_res_masks.data, coords, labels, count, maskInput, multimask ? [1, 2, 3] : [0]);
     return { masks: out.low_res_masks.data, iou: out.iou_predictions.data, full: null };
   }
   const low = out.low_res_masks.data;
@@ -224,7 +224,8 @@ const own = (a) =>
 async function decode(msg) {
   const image = await imageFeeds(msg.key); // waits for the image's prepare, if still running
   const start = now();
-  const { masks, iou, full } = await run(image, msg.coords, msg.labels, msg.count, msg.maskInput, msg.size);
+  const { coords, labels, count, maskInput, size, multimask } = msg;
+  const { masks, iou, full } = await run(image, coords, labels, count, maskInput, size, multimask);
   const decodeMs = now() - start;
   const m = own(masks);
   const i = own(iou);

@@ -23,7 +23,7 @@ from pycocotools import mask as mask_utils
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from annotator_backend.decoding import drop_islands, upscale_logits
+from annotator_backend.decoding import HOLE_LOGIT, ISLAND_LOGIT, tidy_masks, upscale_logits
 from annotator_backend.models import Event
 
 
@@ -195,9 +195,10 @@ def test_js_mask_rules_match_python(page, server: Instance) -> None:  # noqa: AN
         assert got["bbox"] == [int(v) for v in ref]
 
 
-def test_js_island_rule_matches_python(page, server: Instance) -> None:  # noqa: ANN001
-    """static/js/islands.js drops the same islands as decoding.drop_islands: points, a box,
-    negative points only, islands touching the grid's edges, a previous mask."""
+def test_js_region_rules_match_python(page, server: Instance) -> None:  # noqa: ANN001
+    """static/js/regions.js drops the same islands and fills the same holes as
+    decoding.tidy_masks: points, a box, negative points only, regions at the grid's edges, a
+    previous mask."""
     page.goto(f"{server.base_url}/")
     rng = np.random.default_rng(3)
     coarse = rng.normal(size=(4, 32, 32)).astype(np.float32)
@@ -210,15 +211,16 @@ def test_js_island_rule_matches_python(page, server: Instance) -> None:  # noqa:
         ([[1023.9, 1023.9], [0.0, 0.0]], [1, -1]),
         ([[400.0, 400.0]], [0], np.kron(rng.normal(size=(16, 16)), np.ones((16, 16))).astype(np.float32) - 1),
     ]
+    dropped = filled = False
     for coords, labels, *prev in prompts:
         mask_input = prev[0] if prev else None
         c = np.array([coords], np.float32)
         lbl = np.array([labels], np.float32)
         got = page.evaluate(
             """async ([m, c, l, n, p]) => {
-                const { dropIslands } = await import('/static/js/islands.js');
+                const { tidyMasks } = await import('/static/js/regions.js');
                 const a = new Float32Array(m);
-                dropIslands(a, new Float32Array(c), new Float32Array(l), n, p && new Float32Array(p));
+                tidyMasks(a, new Float32Array(c), new Float32Array(l), n, p && new Float32Array(p));
                 return Array.from(a);
             }""",
             [
@@ -229,9 +231,12 @@ def test_js_island_rule_matches_python(page, server: Instance) -> None:  # noqa:
                 None if mask_input is None else mask_input.ravel().tolist(),
             ],
         )
-        want = drop_islands(masks, c, lbl, mask_input)
+        want = tidy_masks(masks, c, lbl, mask_input)
         assert mask_input is None or not np.array_equal(want, masks)
+        dropped |= bool(((want == ISLAND_LOGIT) & (masks > 0)).any())
+        filled |= bool(((want == HOLE_LOGIT) & (masks <= 0)).any())
         assert np.array_equal(np.array(got, np.float32).reshape(masks.shape), want), (coords, labels)
+    assert dropped and filled
 
 
 PUT_IN_OUTBOX = """async ([imageId, uuid, session]) => {
