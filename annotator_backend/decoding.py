@@ -76,6 +76,13 @@ def upscale_logits(low_res: np.ndarray, width: int, height: int) -> np.ndarray:
     return t[0, 0].numpy()
 
 
+def _prompt_cells(coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The low-res cells (x, y) [N, 2] of contract coords [1, N, 2], and the labels [N]."""
+    pts = np.asarray(coords, dtype=np.float32).reshape(-1, 2)
+    cells = np.clip(np.floor(pts * (LOW_RES / MODEL_SIZE)), 0, LOW_RES - 1).astype(int)
+    return cells, np.asarray(labels, dtype=np.float32).reshape(-1)
+
+
 def drop_islands(
     masks: np.ndarray, coords: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
 ) -> np.ndarray:
@@ -88,9 +95,7 @@ def drop_islands(
     showed); the cells of the others become `ISLAND_LOGIT`. With no island touched nothing
     changes. Returns a new array when it changed. Same rule as static/js/regions.js.
     """
-    pts = np.asarray(coords, dtype=np.float32).reshape(-1, 2)
-    lbl = np.asarray(labels, dtype=np.float32).reshape(-1)
-    cells = np.clip(np.floor(pts * (LOW_RES / MODEL_SIZE)), 0, LOW_RES - 1).astype(int)
+    cells, lbl = _prompt_cells(coords, labels)
     touched = np.zeros((LOW_RES, LOW_RES), dtype=bool)
     for (x, y), v in zip(cells, lbl, strict=True):
         touched[y, x] |= v == 1
@@ -123,9 +128,7 @@ def fill_holes(masks: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> np.
     negative point (``coords`` [1, N, 2] in the resized-1024 frame, ``labels`` [1, N]).
     Returns a new array when it changed. Same rule as static/js/regions.js.
     """
-    pts = np.asarray(coords, dtype=np.float32).reshape(-1, 2)
-    lbl = np.asarray(labels, dtype=np.float32).reshape(-1)
-    cells = np.clip(np.floor(pts * (LOW_RES / MODEL_SIZE)), 0, LOW_RES - 1).astype(int)
+    cells, lbl = _prompt_cells(coords, labels)
     negatives = [(y, x) for (x, y), v in zip(cells, lbl, strict=True) if v == 0]
     out = masks
     for k in range(masks.shape[0]):
