@@ -7,9 +7,8 @@ page agree:
 * a single positive point (no box, no previous mask) uses the multimask outputs 1..3 and picks
   the highest predicted IoU; anything more uses output 0 (the single-mask token);
 * islands (8-connected regions of positive low-res logits) that no prompt touches are set to
-  `ISLAND_LOGIT` (`drop_islands`) when some region is touched, then holes (4-connected regions
-  of the rest enclosed by the mask) that no negative point touches are set to `HOLE_LOGIT`
-  (`fill_holes`): `tidy_masks`, on all four outputs;
+  `ISLAND_LOGIT` (`drop_islands`) when some region is touched: `tidy_masks`, on all four
+  outputs;
 * the chosen low-res logits of the previous step are fed back as ``mask_input`` when
   ``feed_mask`` is on;
 * logits are cropped to the image's part of the padded 256x256 frame, upscaled bilinearly to
@@ -30,7 +29,6 @@ from scipy import ndimage
 LOW_RES = 256
 MODEL_SIZE = 1024
 ISLAND_LOGIT = -1.0  # what the cells of a dropped island become
-HOLE_LOGIT = 1.0  # what the cells of a filled hole become
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
@@ -120,37 +118,11 @@ def drop_islands(
     return out
 
 
-def fill_holes(masks: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Low-res logits [M, 256, 256] with the holes that no negative point touches filled.
-
-    A hole is a 4-connected region of non-positive logits that does not reach the grid's
-    border (the mask encloses it). Its cells become `HOLE_LOGIT` unless it holds the cell of a
-    negative point (``coords`` [1, N, 2] in the resized-1024 frame, ``labels`` [1, N]).
-    Returns a new array when it changed. Same rule as static/js/regions.js.
-    """
-    cells, lbl = _prompt_cells(coords, labels)
-    negatives = [(y, x) for (x, y), v in zip(cells, lbl, strict=True) if v == 0]
-    out = masks
-    for k in range(masks.shape[0]):
-        regions, n = ndimage.label(masks[k] <= 0)
-        if n == 0:
-            continue
-        edge = np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]])
-        kept = set(np.unique(edge).tolist()) | {int(regions[y, x]) for y, x in negatives}
-        holes = [r for r in range(1, n + 1) if r not in kept]
-        if not holes:
-            continue
-        if out is masks:
-            out = masks.copy()
-        out[k][np.isin(regions, holes)] = HOLE_LOGIT
-    return out
-
-
 def tidy_masks(
     masks: np.ndarray, coords: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
 ) -> np.ndarray:
-    """`drop_islands`, then `fill_holes`: the decoder's logits as the page shows them."""
-    return fill_holes(drop_islands(masks, coords, labels, mask_input), coords, labels)
+    """The decoder's logits as the page shows them: `drop_islands`."""
+    return drop_islands(masks, coords, labels, mask_input)
 
 
 @dataclass

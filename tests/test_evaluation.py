@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotator_backend.decoding import HOLE_LOGIT, ISLAND_LOGIT, Prompt, drop_islands, fill_holes, tidy_masks
+from annotator_backend.decoding import ISLAND_LOGIT, Prompt, drop_islands
 from annotator_backend.evaluation import (
     EvalConfig,
     click_session,
@@ -110,21 +110,6 @@ def test_drop_islands_box_negatives_and_misses() -> None:
     kept = drop_islands(m, *_prompt([(60.0, 60.0)], [0]), mask_input=prev)
     assert (kept[0, 10:20, 10:20] == ISLAND_LOGIT).all() and (kept[0, 10:20, 100:110] == 2.0).all()
     assert (kept[1:, 10:20, 10:20] == 3.0).all()  # touched by nothing there: unchanged
-
-
-def test_fill_holes_unless_a_negative_point_is_in_them() -> None:
-    m = np.full((1, 256, 256), -2.0, np.float32)
-    m[0, 10:60, 10:60] = 3.0
-    m[0, 20:30, 20:30] = -1.5  # a hole
-    m[0, 40:50, 40:50] = -1.5  # another one
-    m[0, 10:60, 58] = -0.5  # a notch from the mask's edge to the outside: not a hole
-    m[0, 200:256, 0:40] = 2.0  # a second region at the grid's border
-    out = fill_holes(m, *_prompt([(180.0, 180.0), (0.0, 0.0)], [0, -1]))  # cell (45, 45)
-    assert (out[0, 20:30, 20:30] == HOLE_LOGIT).all()
-    assert (out[0, 40:50, 40:50] == -1.5).all() and (out[0, 10:60, 58] == -0.5).all()
-    assert fill_holes(out, *_prompt([(180.0, 180.0)], [0])) is out
-    both = tidy_masks(m, *_prompt([(60.0, 60.0)], [1]))  # islands first: the border region goes
-    assert (both[0, 200:256, 0:40] == ISLAND_LOGIT).all() and (both[0, 40:50, 40:50] == HOLE_LOGIT).all()
 
 
 def test_click_session_follows_protocol_with_fake_decoder() -> None:
