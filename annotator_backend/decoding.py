@@ -7,8 +7,7 @@ page agree:
 * a single positive point (no box, no previous mask) uses the multimask outputs 1..3 and picks
   the highest predicted IoU; anything more uses output 0 (the single-mask token);
 * islands (8-connected regions of positive low-res logits) that no prompt touches are set to
-  `ISLAND_LOGIT` (`drop_islands`) when some region is touched: `tidy_masks`, on all four
-  outputs;
+  `ISLAND_LOGIT` in all four outputs when some region is touched (`drop_islands`);
 * the chosen low-res logits of the previous step are fed back as ``mask_input`` when
   ``feed_mask`` is on;
 * logits are cropped to the image's part of the padded 256x256 frame, upscaled bilinearly to
@@ -74,13 +73,6 @@ def upscale_logits(low_res: np.ndarray, width: int, height: int) -> np.ndarray:
     return t[0, 0].numpy()
 
 
-def _prompt_cells(coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The low-res cells (x, y) [N, 2] of contract coords [1, N, 2], and the labels [N]."""
-    pts = np.asarray(coords, dtype=np.float32).reshape(-1, 2)
-    cells = np.clip(np.floor(pts * (LOW_RES / MODEL_SIZE)), 0, LOW_RES - 1).astype(int)
-    return cells, np.asarray(labels, dtype=np.float32).reshape(-1)
-
-
 def drop_islands(
     masks: np.ndarray, coords: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
 ) -> np.ndarray:
@@ -91,9 +83,11 @@ def drop_islands(
     cell is 4x4 of it, ``labels`` [1, N] as the contract's), meets the cells of a box, or meets
     the positive cells of ``mask_input`` [256, 256] (what the previous step or a reopened mask
     showed); the cells of the others become `ISLAND_LOGIT`. With no island touched nothing
-    changes. Returns a new array when it changed. Same rule as static/js/regions.js.
+    changes. Returns a new array when it changed. Same rule as static/js/islands.js.
     """
-    cells, lbl = _prompt_cells(coords, labels)
+    pts = np.asarray(coords, dtype=np.float32).reshape(-1, 2)
+    cells = np.clip(np.floor(pts * (LOW_RES / MODEL_SIZE)), 0, LOW_RES - 1).astype(int)
+    lbl = np.asarray(labels, dtype=np.float32).reshape(-1)
     touched = np.zeros((LOW_RES, LOW_RES), dtype=bool)
     for (x, y), v in zip(cells, lbl, strict=True):
         touched[y, x] |= v == 1
@@ -116,13 +110,6 @@ def drop_islands(
             out = masks.copy()
         out[k][drop] = ISLAND_LOGIT
     return out
-
-
-def tidy_masks(
-    masks: np.ndarray, coords: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
-) -> np.ndarray:
-    """The decoder's logits as the page shows them: `drop_islands`."""
-    return drop_islands(masks, coords, labels, mask_input)
 
 
 @dataclass
@@ -192,9 +179,9 @@ class OnnxDecoder:
         labels: np.ndarray,
         mask_input: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`run` followed by `tidy_masks`: the four outputs as the page receives them."""
+        """`run` followed by `drop_islands`: the four outputs as the page receives them."""
         masks, iou = self.run(embedding, coords, labels, mask_input)
-        return tidy_masks(masks, coords, labels, mask_input), iou
+        return drop_islands(masks, coords, labels, mask_input), iou
 
     def predict(
         self,

@@ -8,8 +8,8 @@ NoC@85 and NoC@90 (20 when never reached), mIoU after 1, 3 and 5 clicks. GrabCut
 pixels are left out of the IoU (and of the error regions).
 
 Decoding is the browser's: `decoding.OnnxDecoder` on the decoder written by
-`onnx_export.export_decoder`, with the browser's multimask/single-mask choice and region rules
-(`decoding.tidy_masks`), optionally feeding the previous low-res logits back as
+`onnx_export.export_decoder`, with the browser's multimask/single-mask choice and islands rule
+(`decoding.drop_islands`), optionally feeding the previous low-res logits back as
 ``mask_input``. Embeddings are computed with the model's own image encoder under the official
 preprocessing.
 """

@@ -199,11 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         log.info("config %s %s argv %s", aug, cfg, sys.argv)
         sam = build_bootstrap_sam()
-        if not (args.ckpt_dir / "last.pt").is_file() and args.init is not None:  # continue a model
+        resumed = (args.ckpt_dir / "last.pt").is_file()
+        # continue a model; decoder-only runs also when resumed, to embed with --init's frozen encoder
+        if args.init is not None and (not resumed or args.decoder_only):
             sam.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
             cfg.align_init = False
             log.info("whole model initialised from %s", args.init)
-        elif not (args.ckpt_dir / "last.pt").is_file():  # a fresh run: optional encoder init, prompt warm-up
+        elif not resumed:  # a fresh run: optional encoder init, prompt warm-up
             if args.init_encoder is not None:
                 state = torch.load(args.init_encoder, map_location="cpu", weights_only=False)
                 state = state.get("ema") or state.get("model") or state
@@ -220,8 +222,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 cfg.align_init = False  # the warm-up already did it, and trained from there
         if args.decoder_only:
-            # the frozen encoder is --init's (a resumed run's checkpoint holds the same one)
-            sam.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
             t = time.time()
             dataset = EmbeddingDataset(
                 samples,

@@ -67,16 +67,16 @@ class EmbeddingDataset(torch.utils.data.Dataset):
         self._rng = random.Random(seed)
         for s in samples:
             image, masks = s.load()
-            if min_area > 0:
-                masks = [m for m in masks if frame_mask(m).mean() >= min_area]
-                if not masks:
-                    continue
-            variants = [(image, masks)]
+            kept = [(m, f) for m in masks if (f := frame_mask(m)).mean() >= min_area]
+            if not kept:
+                continue
+            variants = [(image, [f for _, f in kept])]
             if flip:
-                variants.append((np.ascontiguousarray(image[:, ::-1]), [m[:, ::-1] for m in masks]))
-            for img, ms in variants:
+                mirrored = [frame_mask(np.ascontiguousarray(m[:, ::-1])) for m, _ in kept]
+                variants.append((np.ascontiguousarray(image[:, ::-1]), mirrored))
+            for img, frames in variants:
                 emb = self._cached(sam, img, cache_dir, model_key)
-                self.items.append((emb.to(torch.float16), [frame_mask(np.ascontiguousarray(m)) for m in ms]))
+                self.items.append((emb.to(torch.float16), frames))
 
     @staticmethod
     def _cached(sam: Sam, image: np.ndarray, cache_dir: Path | None, model_key: str) -> torch.Tensor:

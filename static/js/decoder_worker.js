@@ -8,7 +8,7 @@
 //   <- {type: "embedding-ready", id, key, loadMs, bytes}
 //   -> {type: "decode", id, key, coords, labels, count, maskInput|null, multimask, size: [w, h]}
 //   <- {type: "decoded", id, key, masks (4x256x256), iou (4), index, decodeMs, waitMs, full}
-//        the shown masks (1..3 if multimask, else 0) tidied: regions.js
+//        the shown masks (1..3 if multimask, else 0) without untouched islands: islands.js
 //   <- {type: "dropped", id, by}                      a newer decode superseded this one
 //   -> {type: "encode", id, draft}                    draft mask -> COCO RLE at image size
 //        draft: {logits|null, base: counts|null, strokes, clip: [counts], width, height}
@@ -29,8 +29,8 @@
 // low-res mask stands in for all four contract outputs.
 
 import { draftMaskRle } from "./composite.js";
+import { dropIslands } from "./islands.js";
 import { pickIndex } from "./prompts.js";
-import { tidyMasks } from "./regions.js";
 import { webgpuMissing } from "./webgpu.js";
 
 const EMBEDDING_SHAPE = [1, 256, 64, 64];
@@ -208,7 +208,7 @@ async function run(image, coords, labels, count, maskInput, size, multimask) {
   }
   const out = await serially(() => session.run(feeds));
   if (format !== "official") {
-    tidyMasks(out.low_res_masks.data, coords, labels, count, maskInput, multimask ? [1, 2, 3] : [0]);
+    dropIslands(out.low_res_masks.data, coords, labels, count, maskInput, multimask ? [1, 2, 3] : [0]);
     return { masks: out.low_res_masks.data, iou: out.iou_predictions.data, full: null };
   }
   const low = out.low_res_masks.data;

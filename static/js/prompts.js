@@ -6,7 +6,7 @@
 //     accepted mask, that mask (masks.maskInputFromBinary); else none;
 //   * a single positive point with no box and no mask_input uses the multimask outputs 1..3
 //     and shows the best predicted IoU (the annotator may pick another); else output 0;
-//   * the worker drops the islands the prompt does not touch (regions.js).
+//   * the worker drops the islands the prompt does not touch (islands.js).
 
 import { modelInputs } from "./geometry.js";
 

@@ -23,7 +23,7 @@ from pycocotools import mask as mask_utils
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from annotator_backend.decoding import ISLAND_LOGIT, tidy_masks, upscale_logits
+from annotator_backend.decoding import ISLAND_LOGIT, drop_islands, upscale_logits
 from annotator_backend.models import Event
 
 
@@ -195,8 +195,8 @@ def test_js_mask_rules_match_python(page, server: Instance) -> None:  # noqa: AN
         assert got["bbox"] == [int(v) for v in ref]
 
 
-def test_js_region_rules_match_python(page, server: Instance) -> None:  # noqa: ANN001
-    """static/js/regions.js drops the same islands as decoding.tidy_masks: points, a box,
+def test_js_islands_rule_matches_python(page, server: Instance) -> None:  # noqa: ANN001
+    """static/js/islands.js drops the same islands as decoding.drop_islands: points, a box,
     negative points only, regions at the grid's edges, a previous mask."""
     page.goto(f"{server.base_url}/")
     rng = np.random.default_rng(3)
@@ -217,9 +217,9 @@ def test_js_region_rules_match_python(page, server: Instance) -> None:  # noqa: 
         lbl = np.array([labels], np.float32)
         got = page.evaluate(
             """async ([m, c, l, n, p]) => {
-                const { tidyMasks } = await import('/static/js/regions.js');
+                const { dropIslands } = await import('/static/js/islands.js');
                 const a = new Float32Array(m);
-                tidyMasks(a, new Float32Array(c), new Float32Array(l), n, p && new Float32Array(p));
+                dropIslands(a, new Float32Array(c), new Float32Array(l), n, p && new Float32Array(p));
                 return Array.from(a);
             }""",
             [
@@ -230,7 +230,7 @@ def test_js_region_rules_match_python(page, server: Instance) -> None:  # noqa: 
                 None if mask_input is None else mask_input.ravel().tolist(),
             ],
         )
-        want = tidy_masks(masks, c, lbl, mask_input)
+        want = drop_islands(masks, c, lbl, mask_input)
         assert mask_input is None or not np.array_equal(want, masks)
         dropped |= bool(((want == ISLAND_LOGIT) & (masks > 0)).any())
         assert np.array_equal(np.array(got, np.float32).reshape(masks.shape), want), (coords, labels)

@@ -1,21 +1,25 @@
-// The regions of a decoded mask that its prompt asks for, on the 256x256 low-res grid (same
-// rule as annotator_backend/decoding.py tidy_masks, which applies it to all four outputs;
-// the worker to the ones the page can show: 1..3 for a multimask prompt, else 0):
-//   * islands, 8-connected regions of positive logits: kept when something of the prompt
-//     touches them (the cell of a positive point, a cell of the box, a positive cell of
-//     mask_input: what the previous step or a reopened mask showed), else set to ISLAND_LOGIT;
-//     when no island is touched nothing changes.
+// Islands: 8-connected regions of positive low-res logits on the 256x256 grid. A decode keeps
+// the islands that something of its prompt touches (the cell of a positive point, a cell of
+// the box, a positive cell of mask_input: what the previous step or a reopened mask showed)
+// and sets the cells of the others to ISLAND_LOGIT; when no island is touched nothing changes.
+// Same rule as annotator_backend/decoding.py drop_islands, which applies it to all four
+// outputs; the worker applies it to the ones the page can show (1..3 if multimask, else 0).
 
 const SIDE = 256;
 const CELLS = SIDE * SIDE;
 export const ISLAND_LOGIT = -1;
 
+// Scratch buffers, reused by every decode (the worker runs one decode at a time).
+const touched = new Uint8Array(CELLS);
+const kept = new Uint8Array(CELLS);
+const stack = new Int32Array(CELLS);
+
 /** Grid cell of a resized-1024 coordinate (one cell is 4x4 of that frame). */
 const cell = (v) => Math.min(Math.max(Math.floor(v * 0.25), 0), SIDE - 1);
 
-/** The cells the prompt touches (Uint8Array of 256 x 256), or null when none. */
-function touchedCells(coords, labels, count, maskInput) {
-  const touched = new Uint8Array(CELLS);
+/** Mark in `touched` the cells the prompt touches; false when none. */
+function markPrompt(coords, labels, count, maskInput) {
+  touched.fill(0);
   let any = false;
   let topLeft = null;
   let bottomRight = null;
@@ -32,11 +36,12 @@ function touchedCells(coords, labels, count, maskInput) {
     }
   }
   if (maskInput) for (let i = 0; i < CELLS; i++) if (maskInput[i] > 0) any = touched[i] = 1;
-  return any ? touched : null;
+  return any;
 }
 
 /** Mark in `kept` the cells of `m` (positive logits) 8-connected to a positive touched cell. */
-function markTouched(m, touched, kept, stack) {
+function markKept(m) {
+  kept.fill(0);
   let top = 0;
   for (let i = 0; i < CELLS; i++) {
     if (touched[i] && m[i] > 0) {
@@ -63,19 +68,12 @@ function markTouched(m, touched, kept, stack) {
   return found;
 }
 
-/**
- * Tidy low-res logits `masks` (M x 256 x 256) in place, in the outputs listed: drop the
- * untouched islands.
- */
-export function tidyMasks(masks, coords, labels, count, maskInput = null, outputs = [0, 1, 2, 3]) {
-  const touched = touchedCells(coords, labels, count, maskInput);
-  if (!touched) return;
-  const marks = new Uint8Array(CELLS);
-  const stack = new Int32Array(CELLS);
+/** Drop the untouched islands of low-res logits `masks` (M x 256 x 256), in place, in `outputs`. */
+export function dropIslands(masks, coords, labels, count, maskInput = null, outputs = [0, 1, 2, 3]) {
+  if (!markPrompt(coords, labels, count, maskInput)) return;
   for (const k of outputs) {
     const m = masks.subarray(k * CELLS, (k + 1) * CELLS);
-    marks.fill(0);
-    if (!markTouched(m, touched, marks, stack)) continue;
-    for (let i = 0; i < CELLS; i++) if (m[i] > 0 && !marks[i]) m[i] = ISLAND_LOGIT;
+    if (!markKept(m)) continue;
+    for (let i = 0; i < CELLS; i++) if (m[i] > 0 && !kept[i]) m[i] = ISLAND_LOGIT;
   }
 }
