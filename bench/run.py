@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 BENCHMARKS = (  # key -> module in bench/
     "decoder_browser",
+    "decoder_profile",
     "hover",
     "image_switch",
     "encoder",

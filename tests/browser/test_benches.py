@@ -60,3 +60,14 @@ def test_hover_quick() -> None:
     assert run["longest_frame_gap_ms"] > 0 and run["long_tasks"] >= 0
     _stats(run["main_thread_ms_per_redraw"])
     assert set(result["target"]) >= {"ours_decodes_per_s", "ours_longest_stall_ms", "met"}
+
+
+def test_decoder_profile_quick() -> None:
+    result = _run_quick("decoder_profile")
+    assert result["threads"] == 2 and result["runs"] >= 1 and result["decode_ms_p50"] > 0
+    assert result["nodes"] > 100 and result["node_ms_total"] > 0
+    # the output upscaling's matmuls and GELUs are in every decode
+    assert {"MatMul", "Gelu", "LayerNormalization"} <= set(result["by_op_ms"])
+    top = result["top_nodes"]
+    assert top and all(a["ms"] >= b["ms"] for a, b in zip(top, top[1:], strict=False))
+    assert all(n["output"].startswith("float[") for n in top)
