@@ -100,6 +100,7 @@ def retrain(args: argparse.Namespace, settings: Settings) -> int:
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
+    from .evaluation import EvalConfig
     from .evaluation import evaluate as run_evaluation
     from .model_registry import ensure_onnx, get_version, load_model
     from .sam_factory import load_sam
@@ -117,7 +118,14 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"{args.dataset_dir}: no such folder")
     print(
         json.dumps(
-            run_evaluation(model, Path(args.dataset_dir), limit=args.limit, decoder_path=decoder), indent=2
+            run_evaluation(
+                model,
+                Path(args.dataset_dir),
+                limit=args.limit,
+                cfg=EvalConfig(edge_snap=not args.no_edge_snap),
+                decoder_path=decoder,
+            ),
+            indent=2,
         )
     )
     return 0
@@ -154,3 +162,6 @@ def add_commands(sub, model, cmd: Callable) -> None:  # noqa: ANN001
     sp.add_argument("dataset_dir")
     sp.add_argument("--type", choices=ARCHS, help="architecture of a checkpoint path")
     sp.add_argument("--limit", type=int, help="evaluate the first N images only")
+    sp.add_argument(
+        "--no-edge-snap", action="store_true", help="the decoder's logits as they are (the page snaps them)"
+    )

@@ -8,6 +8,8 @@ page agree:
   the highest predicted IoU; anything more uses output 0 (the single-mask token);
 * islands (8-connected regions of positive low-res logits) that no prompt touches are set to
   `ISLAND_LOGIT` in all four outputs when some region is touched (`drop_islands`);
+* with the image at hand (an `edge_snap.Guide`), the shown outputs (1..3 for a single
+  positive point, else 0) are snapped to the image's colour edges (`edge_snap.snap_masks`);
 * the chosen low-res logits of the previous step are fed back as ``mask_input`` when
   ``feed_mask`` is on;
 * logits are cropped to the image's part of the padded 256x256 frame, upscaled bilinearly to
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
@@ -29,6 +32,9 @@ LOW_RES = 256
 MODEL_SIZE = 1024
 ISLAND_LOGIT = -1.0  # what the cells of a dropped island become
 _EIGHT = np.ones((3, 3), dtype=bool)
+
+if TYPE_CHECKING:
+    from .edge_snap import Guide
 
 
 def resize_scale(width: int, height: int) -> float:
@@ -178,10 +184,13 @@ class OnnxDecoder:
         coords: np.ndarray,
         labels: np.ndarray,
         mask_input: np.ndarray | None = None,
+        guide: Guide | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`run` followed by `drop_islands`: the four outputs as the page receives them."""
+        """`run`, then `finish_masks` on the page's shown outputs: the four outputs as the page
+        receives them."""
         masks, iou = self.run(embedding, coords, labels, mask_input)
-        return drop_islands(masks, coords, labels, mask_input), iou
+        shown = [1, 2, 3] if multimask_prompt(labels, mask_input) else [0]
+        return finish_masks(masks, coords, labels, mask_input, guide, shown), iou
 
     def predict(
         self,
@@ -190,15 +199,37 @@ class OnnxDecoder:
         width: int,
         height: int,
         previous_logits: np.ndarray | None = None,
+        guide: Guide | None = None,
     ) -> tuple[np.ndarray, float, int]:
         """Decode one prompt state: (chosen low-res logits [256,256], predicted IoU, index)."""
         coords, labels = prompt.model_inputs(width, height)
-        masks, iou = self.decode(embedding, coords, labels, previous_logits)
+        masks, iou = self.run(embedding, coords, labels, previous_logits)
         if prompt.uses_multimask and previous_logits is None:
             idx = 1 + int(np.argmax(iou[1:]))
         else:
             idx = 0
+        masks = finish_masks(masks, coords, labels, previous_logits, guide, [idx])
         return masks[idx], float(iou[idx]), idx
+
+
+def multimask_prompt(labels: np.ndarray, mask_input: np.ndarray | None) -> bool:
+    """A single positive point (and the padding point), no box, no previous mask."""
+    return mask_input is None and np.asarray(labels).reshape(-1).tolist() == [1.0, -1.0]
+
+
+def finish_masks(
+    masks: np.ndarray,
+    coords: np.ndarray,
+    labels: np.ndarray,
+    mask_input: np.ndarray | None,
+    guide: Guide | None,
+    outputs: list[int],
+) -> np.ndarray:
+    """The decoder's raw outputs [4, 256, 256] -> what the page shows: `drop_islands`, then,
+    with a guide, `edge_snap.snap_masks` of `outputs`."""
+    from .edge_snap import snap_masks  # edge_snap builds on this module's grid
+
+    return snap_masks(drop_islands(masks, coords, labels, mask_input), guide, outputs)
 
 
 def mask_from_logits(low_res: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -8,10 +8,10 @@ NoC@85 and NoC@90 (20 when never reached), mIoU after 1, 3 and 5 clicks. GrabCut
 pixels are left out of the IoU (and of the error regions).
 
 Decoding is the browser's: `decoding.OnnxDecoder` on the decoder written by
-`onnx_export.export_decoder`, with the browser's multimask/single-mask choice and islands rule
-(`decoding.drop_islands`), optionally feeding the previous low-res logits back as
-``mask_input``. Embeddings are computed with the model's own image encoder under the official
-preprocessing.
+`onnx_export.export_decoder`, with the browser's multimask/single-mask choice, islands rule
+(`decoding.drop_islands`) and edge snapping (`edge_snap`, guided by the image), optionally
+feeding the previous low-res logits back as ``mask_input``. Embeddings are computed with the
+model's own image encoder under the official preprocessing.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from scipy import ndimage
 from segment_anything.modeling import Sam
 
 from .decoding import OnnxDecoder, Prompt, mask_from_logits
+from .edge_snap import Guide, image_guide
 from .onnx_export import export_decoder
 
 # Feeding the previous logits back measured better with the bootstrap model (GrabCut mIoU@3 0.591
@@ -43,6 +44,7 @@ class EvalConfig:
     thresholds: tuple[float, ...] = (0.85, 0.90)
     miou_at: tuple[int, ...] = (1, 3, 5)
     feed_mask: bool = DEFAULT_FEED_MASK  # previous low-res logits as mask_input
+    edge_snap: bool = True  # snap the decoded logits to the image's edges, as the page does
     stop_at_iou: float | None = 0.90  # stop once reached (and miou_at clicks made); later IoUs carry over
 
 
@@ -186,18 +188,19 @@ def evaluate(
         decoder = OnnxDecoder(path, threads=threads)
         all_ious: list[list[float]] = []
         rows = []
-        cache: dict[Path, tuple[np.ndarray, int, int]] = {}
+        cache: dict[Path, tuple[np.ndarray, Guide | None, int, int]] = {}
         for name, img_path, gt, ignore in dataset_objects(dataset_dir, limit):
             if img_path not in cache:
                 cache.clear()
                 image = np.asarray(Image.open(img_path).convert("RGB"))
-                cache[img_path] = (compute_embedding(model, image), image.shape[1], image.shape[0])
-            emb, w, h = cache[img_path]
+                guide = image_guide(image) if cfg.edge_snap else None
+                cache[img_path] = (compute_embedding(model, image), guide, image.shape[1], image.shape[0])
+            emb, guide, w, h = cache[img_path]
 
             def decode(
-                prompt: Prompt, prev: np.ndarray | None, emb=emb, w=w, h=h
+                prompt: Prompt, prev: np.ndarray | None, emb=emb, guide=guide, w=w, h=h
             ) -> tuple[np.ndarray, np.ndarray]:
-                logits, _, _ = decoder.predict(emb, prompt, w, h, prev)
+                logits, _, _ = decoder.predict(emb, prompt, w, h, prev, guide)
                 return logits, mask_from_logits(logits, w, h)
 
             ious, clicks = click_session(decode, gt, ignore, cfg)

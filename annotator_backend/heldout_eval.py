@@ -16,6 +16,7 @@ import numpy as np
 from segment_anything.modeling import Sam
 
 from .decoding import OnnxDecoder, Prompt, mask_from_logits
+from .edge_snap import image_guide
 from .evaluation import EvalConfig, click_session, compute_embedding, summarize
 from .images import load_rgb
 
@@ -52,15 +53,16 @@ def evaluate_objects(
             image_key, embeddings = path, {}
             rgb = load_rgb(path)
             h, w = rgb.shape[:2]
+            guide = image_guide(rgb) if cfg.edge_snap else None
         for i, (cand, decoder) in enumerate(zip(candidates, decoders, strict=True)):
             if cand.encoder_key not in embeddings:
                 embeddings[cand.encoder_key] = compute_embedding(cand.model.eval(), rgb)
             emb = embeddings[cand.encoder_key]
 
             def decode(
-                prompt: Prompt, prev: np.ndarray | None, emb=emb, decoder=decoder, w=w, h=h
+                prompt: Prompt, prev: np.ndarray | None, emb=emb, decoder=decoder, guide=guide, w=w, h=h
             ) -> tuple[np.ndarray, np.ndarray]:
-                logits, _, _ = decoder.predict(emb, prompt, w, h, prev)
+                logits, _, _ = decoder.predict(emb, prompt, w, h, prev, guide)
                 return logits, mask_from_logits(logits, w, h)
 
             ious[i].append(click_session(decode, gt, ignore, cfg)[0])

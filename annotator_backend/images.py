@@ -94,7 +94,12 @@ def normalised_bytes(data: bytes, name: str) -> tuple[bytes, str, int, int]:
 
 def image_path(settings: Settings, image: Image) -> Path:
     """Where an image's file lives."""
-    return settings.images_dir / image.stored_name[:2] / image.stored_name
+    return image_file(settings.images_dir, image)
+
+
+def image_file(images_dir: Path, image: Image) -> Path:
+    """Where an image's file lives under an images folder (`Settings.images_dir`)."""
+    return Path(images_dir) / image.stored_name[:2] / image.stored_name
 
 
 def add_image(session: Session, settings: Settings, project: Project, data: bytes, name: str) -> Image | None:

@@ -34,7 +34,9 @@ from sqlalchemy.orm import Session
 
 from . import rle as rlelib
 from .decoding import LOW_RES, MODEL_SIZE, OnnxDecoder, Prompt, mask_from_logits, resized_size
+from .edge_snap import Guide, image_guide
 from .embeddings import load_embedding
+from .images import image_file, load_rgb
 from .model_registry import ensure_onnx
 from .models import AnnotationSession, Embedding, Event, Image, Mask, ModelVersion
 
@@ -188,10 +190,11 @@ class ReplayedMask:
 class ImageReplay:
     """Replays every session of one image."""
 
-    def __init__(self, db: Session, image: Image, threads: int = 1) -> None:
+    def __init__(self, db: Session, image: Image, threads: int = 1, guide: Guide | None = None) -> None:
         self.db = db
         self.image = image
         self.threads = threads
+        self.guide = guide
         rows = db.execute(
             select(Event, AnnotationSession.client_id, AnnotationSession.model_version_id)
             .join(AnnotationSession, AnnotationSession.id == Event.session_id)
@@ -258,7 +261,7 @@ class ImageReplay:
                 prompt = Prompt([(x, y) for x, y, _ in points], [lbl for _, _, lbl in points], box)
                 coords, labels = prompt.model_inputs(w, h)
                 dec, emb = self.decoder(session_id)
-                masks, iou = dec.decode(emb, coords, labels, mask_input)
+                masks, iou = dec.decode(emb, coords, labels, mask_input, self.guide)
                 multi = prompt.uses_multimask and mask_input is None
                 index = 1 + int(np.argmax(iou[1:])) if multi else 0
                 self.decoded[(mv, e.id)] = (masks, iou, index)
@@ -353,17 +356,28 @@ class ImageReplay:
 
 
 def replay_image(
-    db: Session, image_id: int, threads: int = 1, sessions: set[str] | None = None
+    db: Session,
+    image_id: int,
+    threads: int = 1,
+    sessions: set[str] | None = None,
+    images_dir: Path | None = None,
 ) -> dict[str, ReplayedMask]:
     """Replay the event log of one image (of its sessions in `sessions`, client ids, when
     given; sessions they restored drafts from are read as needed): {mask_uuid: ReplayedMask}
-    of every accept."""
+    of every accept. The image file, in `images_dir` (`Settings.images_dir`), guides the edge
+    snapping as it guided the page's; without it the logits are not snapped."""
     image = db.get(Image, image_id)
     if image is None:
         raise ReplayError(f"no image {image_id}")
-    return ImageReplay(db, image, threads).run(sessions)
+    guide = None
+    if images_dir is not None:
+        guide = image_guide(load_rgb(image_file(images_dir, image)))
+    return ImageReplay(db, image, threads, guide).run(sessions)
 
 
-def accepted_masks(db: Session, image_id: int, threads: int = 1) -> dict[str, np.ndarray]:
+def accepted_masks(
+    db: Session, image_id: int, threads: int = 1, images_dir: Path | None = None
+) -> dict[str, np.ndarray]:
     """The image's masks accepted at the end of its log, rebuilt: {mask_uuid: bool [H, W]}."""
-    return {u: m.mask for u, m in replay_image(db, image_id, threads).items() if m.status == "accepted"}
+    replayed = replay_image(db, image_id, threads, images_dir=images_dir)
+    return {u: m.mask for u, m in replayed.items() if m.status == "accepted"}

@@ -64,7 +64,7 @@ export class Annotator {
     this.loadMasks(next.masks || []);
     const [img, emb] = await Promise.all([
       loadPixels(image.url),
-      this.decoder.loadEmbedding(this.key, next.embedding_url),
+      this.decoder.loadEmbedding(this.key, next.embedding_url, image.url),
     ]);
     mark("embeddingMs", emb.loadMs.toFixed(1));
     this.image = image;

@@ -79,12 +79,13 @@ export class DecoderClient {
    * Fetch an image's embedding into the worker, under `key`, once: a key loaded or loading
    * (prefetch) resolves from that load; a failed load is retried. The server sends raw
    * float16 or float32 (header X-Embedding-Dtype); it is converted to float32 here, once per
-   * image. Resolves {key, dtype, bytes (on the wire), loadMs = fetchMs + convertMs + handoffMs}.
+   * image. With `imageUrl`, the worker also reads the image, for edge snapping (edge_snap.js).
+   * Resolves {key, dtype, bytes (on the wire), loadMs = fetchMs + convertMs + handoffMs}.
    */
-  loadEmbedding(key, url) {
+  loadEmbedding(key, url, imageUrl = null) {
     const known = this.embeddings.get(key);
-    if (known) return known.catch(() => this.loadEmbedding(key, url));
-    const load = this.fetchEmbedding(key, url);
+    if (known) return known.catch(() => this.loadEmbedding(key, url, imageUrl));
+    const load = this.fetchEmbedding(key, url, imageUrl);
     this.embeddings.set(key, load);
     load.catch(() => {
       if (this.embeddings.get(key) === load) this.embeddings.delete(key);
@@ -96,7 +97,7 @@ export class DecoderClient {
     return load;
   }
 
-  async fetchEmbedding(key, url) {
+  async fetchEmbedding(key, url, imageUrl) {
     const t0 = performance.now();
     const resp = await fetch(url, { credentials: "same-origin" });
     if (!resp.ok) throw new Error(`embedding: HTTP ${resp.status} for ${url}`);
@@ -112,7 +113,7 @@ export class DecoderClient {
     // The worker takes embeddings by URL: hand it the float32 values as a same-origin blob.
     const blobUrl = URL.createObjectURL(new Blob([floats]));
     try {
-      await this.call("embedding", { key, url: blobUrl });
+      await this.call("embedding", { key, url: blobUrl, imageUrl });
     } finally {
       URL.revokeObjectURL(blobUrl);
     }

@@ -4,11 +4,13 @@
 //   -> {type: "init", id, modelUrl, prepareUrl?, wasmPaths, backend: "auto"|"wasm"|"webgpu",
 //       numThreads?, format?: "contract"|"split"|"official", fault?: "webgpu"}
 //   <- {type: "ready", id, backend, fallback, numThreads, crossOriginIsolated, loadMs, format}
-//   -> {type: "embedding", id, key, url}              fetch + keep [1,256,64,64] float32
+//   -> {type: "embedding", id, key, url, imageUrl?}    fetch + keep [1,256,64,64] float32, and
+//        the image's guide for edge snapping (edge_snap.js), if imageUrl
 //   <- {type: "embedding-ready", id, key, loadMs, bytes}
 //   -> {type: "decode", id, key, coords, labels, count, maskInput|null, multimask, size: [w, h]}
 //   <- {type: "decoded", id, key, masks (4x256x256), iou (4), index, decodeMs, waitMs, full}
-//        the shown masks (1..3 if multimask, else 0) without untouched islands: islands.js
+//        the shown masks (1..3 if multimask, else 0) without untouched islands (islands.js),
+//        then snapped to the image's edges (edge_snap.js) when the image came with its embedding
 //   <- {type: "dropped", id, by}                      a newer decode superseded this one
 //   -> {type: "encode", id, draft}                    draft mask -> COCO RLE at image size
 //        draft: {logits|null, base: counts|null, strokes, clip: [counts], width, height}
@@ -22,13 +24,13 @@
 // and `fallback` says why. `fault: "webgpu"` (tests only) makes the WebGPU path throw.
 // Format: "contract" is DESIGN.md §3's decoder (low-res logits, `full` null); "split" is the
 // same function in two graphs (annotator_backend/decoder_split.py): `prepareUrl`'s runs once
-// per embedding, as soon as both are loaded, and its outputs replace the embedding in every
-// decode of that image; `modelUrl`'s runs at each click. "official" is
-// the official demo's export (benchmark anchor): it is also fed `orig_im_size` (from `size`),
-// returns `full`, its logits upscaled to the image in the graph (Float32Array h*w), and its one
-// low-res mask stands in for all four contract outputs.
+// per embedding, its outputs replacing the embedding in every decode of that image, and
+// `modelUrl`'s at each click. "official" is the official demo's export (benchmark anchor): fed
+// `orig_im_size` (from `size`) too, it returns `full`, its logits upscaled to the image in the
+// graph (Float32Array h*w); its one low-res mask stands in for all four contract outputs.
 
 import { draftMaskRle } from "./composite.js";
+import { loadGuide, snapMasks } from "./edge_snap.js";
 import { dropIslands } from "./islands.js";
 import { pickIndex } from "./prompts.js";
 import { webgpuMissing } from "./webgpu.js";
@@ -42,7 +44,7 @@ let session = null;
 let backend = null;
 let format = "contract";
 // key -> {raw: Float32Array, feeds: promise of the image's share of a decode's feeds, or null
-// until first needed}
+// until first needed, guide: promise of the edge-snapping guide or of null}
 const embeddings = new Map();
 let prepareSession = null; // format "split": the per-image graph
 // Session runs, one at a time (a prefetched image's prepare and a click's decode may overlap).
@@ -54,9 +56,7 @@ const serially = (fn) => {
 };
 let running = false;
 let pending = null;
-let zeroMask = null;
-let noMask = null;
-let withMask = null;
+let maskFeeds = null; // {zero, off, on}: mask_input without a mask, has_mask_input 0 and 1
 
 const reply = (msg, transfer = []) => self.postMessage(msg, transfer);
 const now = () => performance.now();
@@ -129,9 +129,8 @@ async function init(msg) {
   }
   format = wanted;
   useSessions(created);
-  zeroMask = new ort.Tensor("float32", new Float32Array(256 * 256), [1, 1, 256, 256]);
-  noMask = new ort.Tensor("float32", new Float32Array([0]), [1]);
-  withMask = new ort.Tensor("float32", new Float32Array([1]), [1]);
+  const flag = (v) => new ort.Tensor("float32", new Float32Array([v]), [1]);
+  maskFeeds = { zero: new ort.Tensor("float32", new Float32Array(65536), [1, 1, 256, 256]), off: flag(0), on: flag(1) };
   // Warm-up decode on a zero embedding: the first run allocates, keep that off the first click.
   const warm = new ort.Tensor("float32", new Float32Array(EMBEDDING_BYTES / 4), EMBEDDING_SHAPE);
   const warmUp = async () =>
@@ -166,7 +165,10 @@ async function loadEmbedding(msg) {
     throw new Error(`embedding has ${buf.byteLength} bytes, shape ${shape}; expected 1,256,64,64 float32`);
   }
   // ort may not be loaded yet when the embedding arrives first: keep the raw array until then.
-  embeddings.set(msg.key, { raw: new Float32Array(buf), feeds: null });
+  // A guide that cannot be made (a broken image) leaves the logits unsnapped, and says why.
+  const guide = msg.imageUrl ? loadGuide(msg.imageUrl).catch((err) => console.warn(err) || null) : null;
+  embeddings.set(msg.key, { raw: new Float32Array(buf), feeds: null, guide: Promise.resolve(guide) });
+  await guide;
   while (embeddings.size > MAX_EMBEDDINGS) embeddings.delete(embeddings.keys().next().value);
   if (prepareSession) {
     // The per-image half, now; should it fail, the first decode tries again and reports it.
@@ -195,20 +197,22 @@ async function imageFeeds(key) {
   return e.feeds;
 }
 
-async function run(image, coords, labels, count, maskInput, size, multimask) {
+async function run(image, coords, labels, count, maskInput, size, multimask, guide = null) {
   const feeds = {
     ...image,
     point_coords: new ort.Tensor("float32", coords, [1, count, 2]),
     point_labels: new ort.Tensor("float32", labels, [1, count]),
-    mask_input: maskInput ? new ort.Tensor("float32", maskInput, [1, 1, 256, 256]) : zeroMask,
-    has_mask_input: maskInput ? withMask : noMask,
+    mask_input: maskInput ? new ort.Tensor("float32", maskInput, [1, 1, 256, 256]) : maskFeeds.zero,
+    has_mask_input: maskInput ? maskFeeds.on : maskFeeds.off,
   };
   if (format === "official") {
     feeds.orig_im_size = new ort.Tensor("float32", new Float32Array([size[1], size[0]]), [2]);
   }
   const out = await serially(() => session.run(feeds));
   if (format !== "official") {
-    dropIslands(out.low_res_masks.data, coords, labels, count, maskInput, multimask ? [1, 2, 3] : [0]);
+    const shown = multimask ? [1, 2, 3] : [0];
+    dropIslands(out.low_res_masks.data, coords, labels, count, maskInput, shown);
+    if (guide) snapMasks(out.low_res_masks.data, shown, guide);
     return { masks: out.low_res_masks.data, iou: out.iou_predictions.data, full: null };
   }
   const low = out.low_res_masks.data;
@@ -223,20 +227,17 @@ const own = (a) =>
 
 async function decode(msg) {
   const image = await imageFeeds(msg.key); // waits for the image's prepare, if still running
+  const guide = await embeddings.get(msg.key)?.guide;
   const start = now();
   const { coords, labels, count, maskInput, size, multimask } = msg;
-  const { masks, iou, full } = await run(image, coords, labels, count, maskInput, size, multimask);
+  const { masks, iou, full } = await run(image, coords, labels, count, maskInput, size, multimask, guide);
   const decodeMs = now() - start;
   const m = own(masks);
   const i = own(iou);
   const f = full ? own(full) : null;
-  reply(
-    {
-      type: "decoded", id: msg.id, key: msg.key, masks: m, iou: i, full: f,
-      index: pickIndex(i, msg.multimask), decodeMs, waitMs: start - msg.receivedAt,
-    },
-    f ? [m.buffer, i.buffer, f.buffer] : [m.buffer, i.buffer],
-  );
+  const [index, waitMs] = [pickIndex(i, msg.multimask), start - msg.receivedAt];
+  const transfer = f ? [m.buffer, i.buffer, f.buffer] : [m.buffer, i.buffer];
+  reply({ type: "decoded", id: msg.id, key: msg.key, masks: m, iou: i, full: f, index, decodeMs, waitMs }, transfer);
 }
 
 /** Run decodes one at a time; the newest pending request wins, stale ones are dropped. */

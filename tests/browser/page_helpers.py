@@ -8,14 +8,39 @@ from pathlib import Path
 import numpy as np
 from browser_harness import Instance, body_data, wait_ready
 from pycocotools import mask as mask_utils
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from annotator_backend.decoding import OnnxDecoder, Prompt, mask_from_logits
+from annotator_backend.edge_snap import Guide, image_guide
 from annotator_backend.embeddings import load_embedding
+from annotator_backend.images import image_file, load_rgb
 from annotator_backend.model_registry import ensure_onnx
 from annotator_backend.models import AnnotationSession, Embedding, Event, Image, Mask, ModelVersion
 from annotator_backend.replay import replay_image
+
+# database URL -> the images folder of the server using it (server_engine)
+IMAGES_DIRS: dict[str, Path] = {}
+
+
+def server_engine(server: Instance) -> Engine:
+    """An engine on the test server's database that the helpers below can find its images by."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(server.db_url)
+    IMAGES_DIRS[server.db_url] = server.root / "data" / "images"
+    return engine
+
+
+def images_dir(engine: Engine) -> Path:
+    return IMAGES_DIRS[engine.url.render_as_string(hide_password=False)]
+
+
+def guide_of(engine: Engine, image_id: int) -> Guide:
+    """The edge-snapping guide of an image of the server, as the page computes it."""
+    with Session(engine) as s:
+        path = image_file(images_dir(engine), s.get(Image, image_id))
+    return image_guide(load_rgb(path))
 
 
 def clean_project(engine, server: Instance, project: str) -> None:  # noqa: ANN001
@@ -140,13 +165,14 @@ def decoder_and_embedding(engine, image_id: int) -> tuple[OnnxDecoder, np.ndarra
 
 def python_mask(engine, image_id: int, steps: list, overrides: dict | None = None) -> np.ndarray:  # noqa: ANN001
     """The mask decoding.py gives for the same prompt steps ((points, labels) or Prompt),
-    decoder and embedding; `overrides`: {step index: chosen multimask output}."""
+    decoder, embedding and image; `overrides`: {step index: chosen multimask output}."""
     dec, embedding, w, h = decoder_and_embedding(engine, image_id)
+    guide = guide_of(engine, image_id)
     prev = None
     for k, step in enumerate(steps):
         prompt = step if isinstance(step, Prompt) else Prompt(points=step[0], labels=step[1])
         coords, labels = prompt.model_inputs(w, h)
-        masks, iou_pred = dec.decode(embedding, coords, labels, prev)
+        masks, iou_pred = dec.decode(embedding, coords, labels, prev, guide)
         idx = 1 + int(np.argmax(iou_pred[1:])) if prompt.uses_multimask and prev is None else 0
         prev = masks[(overrides or {}).get(k, idx)]
     return mask_from_logits(prev, w, h)
@@ -187,7 +213,7 @@ def assert_replay_matches(engine, image_id: int, sessions: set[str], min_iou: fl
     with its status, its pixels exactly where no decode was involved, at IoU >= min_iou
     otherwise."""
     with Session(engine) as s:
-        replayed = replay_image(s, image_id, sessions=sessions)
+        replayed = replay_image(s, image_id, sessions=sessions, images_dir=images_dir(engine))
         stored = {m.client_uuid: m for m in s.scalars(select(Mask).where(Mask.image_id == image_id))}
         img = s.get(Image, image_id)
         s.expunge_all()

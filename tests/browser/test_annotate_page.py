@@ -13,23 +13,26 @@ from page_helpers import (
     clean_project,
     click_image,
     events_of,
+    guide_of,
     iou,
     open_annotate,
     painted_pixels,
     python_mask,
+    server_engine,
     stored_mask,
 )
 from pycocotools import mask as mask_utils
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator_backend.decoding import ISLAND_LOGIT, drop_islands, upscale_logits
-from annotator_backend.models import Event
+from annotator_backend.edge_snap import image_guide, snap_masks
+from annotator_backend.models import Event, Image
 
 
 @pytest.fixture(scope="module")
 def engine(server: Instance):  # noqa: ANN201
-    eng = create_engine(server.db_url)
+    eng = server_engine(server)
     yield eng
     eng.dispose()
 
@@ -235,6 +238,47 @@ def test_js_islands_rule_matches_python(page, server: Instance) -> None:  # noqa
         dropped |= bool(((want == ISLAND_LOGIT) & (masks > 0)).any())
         assert np.array_equal(np.array(got, np.float32).reshape(masks.shape), want), (coords, labels)
     assert dropped
+
+
+def test_js_edge_snap_matches_python(page, server: Instance, engine) -> None:  # noqa: ANN001
+    """static/js/edge_snap.js snaps logits exactly as edge_snap.py, for images of several
+    shapes, and the guide the worker reads from the served image file is Python's."""
+    page.goto(f"{server.base_url}/")
+    rng = np.random.default_rng(5)
+    coarse = rng.normal(size=(4, 16, 16)).astype(np.float32) * 6
+    masks = np.kron(coarse, np.ones((1, 16, 16), np.float32)) + rng.normal(size=(4, 256, 256)).astype(
+        np.float32
+    )
+    for w, h in ((97, 61), (300, 400), (1030, 20)):
+        yy, xx = np.mgrid[:h, :w]
+        rgb = np.stack([(xx * 7) % 256, (yy * 3) % 256, ((xx > w / 2) ^ (yy > h / 3)) * 200], -1)
+        rgb = (rgb + rng.integers(0, 40, rgb.shape)).clip(0, 255).astype(np.uint8)
+        rgba = np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], -1)
+        got = page.evaluate(
+            """async ([m, px, w, h]) => {
+                const { imageGuide, snapMasks } = await import('/static/js/edge_snap.js');
+                const a = new Float32Array(m);
+                snapMasks(a, [0, 2], imageGuide(new Uint8ClampedArray(px), w, h));
+                return Array.from(a);
+            }""",
+            [masks.ravel().tolist(), rgba.ravel().tolist(), w, h],
+        )
+        want = snap_masks(masks, image_guide(rgb), [0, 2])
+        assert not np.array_equal(want[0], masks[0]) and np.array_equal(want[1], masks[1])
+        assert np.array_equal(np.array(got, np.float32).reshape(masks.shape), want), (w, h)
+    with Session(engine) as s:
+        image_id = s.scalars(select(Image.id).where(Image.project_id == server.projects["demo"])).first()
+    got = page.evaluate(
+        """async (url) => {
+            const { loadGuide } = await import('/static/js/edge_snap.js');
+            const g = await loadGuide(url);
+            return [g.lw, g.lh, Array.from(g.colors)];
+        }""",
+        f"/images/{image_id}/file",
+    )
+    want = guide_of(engine, image_id)
+    assert got[:2] == [want.colors.shape[1], want.colors.shape[0]]
+    assert np.array_equal(np.array(got[2]).reshape(want.colors.shape), want.colors)
 
 
 PUT_IN_OUTBOX = """async ([imageId, uuid, session]) => {

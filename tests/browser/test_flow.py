@@ -14,9 +14,10 @@ from page_helpers import (
     drag,
     events_of,
     open_annotate,
+    server_engine,
     wait_synced,
 )
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotator_backend.models import AnnotationSession, Event, Image, ImageTransition, Mask
@@ -24,7 +25,7 @@ from annotator_backend.models import AnnotationSession, Event, Image, ImageTrans
 
 @pytest.fixture(scope="module")
 def engine(server: Instance):  # noqa: ANN201
-    eng = create_engine(server.db_url)
+    eng = server_engine(server)
     yield eng
     eng.dispose()
 

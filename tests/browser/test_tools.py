@@ -22,12 +22,12 @@ from page_helpers import (
     painted_pixels,
     pixel_alpha,
     python_mask,
+    server_engine,
     stored_mask,
     to_screen,
     wait_decodes,
     wait_synced,
 )
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from annotator_backend.decoding import Prompt
@@ -37,7 +37,7 @@ from annotator_backend.replay import mask_input_from_binary, paint_stroke
 
 @pytest.fixture(scope="module")
 def engine(server: Instance):  # noqa: ANN201
-    eng = create_engine(server.db_url)
+    eng = server_engine(server)
     yield eng
     eng.dispose()
 

@@ -1,0 +1,186 @@
+// Edge snapping: the decoded low-res logits pulled towards the image's colour edges, by a colour
+// guided filter on the image's share of the 256x256 grid, guided by each cell's mean colour.
+// Same arithmetic, in the same order and in float64, as annotator_backend/edge_snap.py (read
+// its docstring for the method); the page shows, stores and feeds back the snapped logits.
+
+const LOW = 256;
+const MODEL = 1024;
+export const RADIUS = 6;
+const EPS = 1e-3;
+const CLIP = 1e-4;
+const MAX_LOGIT = 50;
+
+/** The image's share of the low-res grid: [lw, lh] (decoding.low_res_extent). */
+export function lowResExtent(width, height) {
+  const s = MODEL / Math.max(width, height);
+  const rw = Math.floor(width * s + 0.5);
+  const rh = Math.floor(height * s + 0.5);
+  return [Math.ceil((rw * LOW) / MODEL), Math.ceil((rh * LOW) / MODEL)];
+}
+
+/**
+ * In place: each of the c channels of x (Float64Array h*w*c, channel-last) becomes its mean
+ * over the (2r+1)^2 window around the cell, the window clipped at the borders; running sums
+ * along y, then along x (edge_snap.box_mean).
+ */
+export function boxMean(x, h, w, c, r = RADIUS) {
+  const sums = new Float64Array(Math.max(h, w) + 1);
+  // one line of n cells, `stride` apart from `base`
+  const line = (base, n, stride) => {
+    for (let i = 0, j = base; i < n; i++, j += stride) sums[i + 1] = sums[i] + x[j];
+    for (let i = 0, j = base; i < n; i++, j += stride) {
+      const lo = i - r > 0 ? i - r : 0;
+      const hi = i + r + 1 < n ? i + r + 1 : n;
+      x[j] = (sums[hi] - sums[lo]) / (hi - lo);
+    }
+  };
+  for (let col = 0; col < w * c; col++) line(col, h, w * c); // along y
+  for (let row = 0; row < h; row++) for (let ch = 0; ch < c; ch++) line(row * w * c + ch, w, c); // along x
+  return x;
+}
+
+/** RGBA pixels (w x h) -> the mean colour in [0, 1] of each cell: Float64Array lh*lw*3. */
+export function cellColors(rgba, width, height) {
+  const [lw, lh] = lowResExtent(width, height);
+  const s = MODEL / Math.max(width, height);
+  const cell = MODEL / LOW;
+  const cx = new Int32Array(width);
+  for (let x = 0; x < width; x++) cx[x] = Math.min(Math.floor(((x + 0.5) * s) / cell), lw - 1);
+  const sums = new Float64Array(lh * lw * 3);
+  const counts = new Float64Array(lh * lw);
+  for (let y = 0; y < height; y++) {
+    const row = Math.min(Math.floor(((y + 0.5) * s) / cell), lh - 1) * lw;
+    for (let x = 0; x < width; x++) {
+      const k = row + cx[x];
+      const p = (y * width + x) * 4;
+      sums[k * 3] += rgba[p];
+      sums[k * 3 + 1] += rgba[p + 1];
+      sums[k * 3 + 2] += rgba[p + 2];
+      counts[k] += 1;
+    }
+  }
+  for (let k = 0; k < lh * lw; k++) {
+    const n = Math.max(counts[k], 1);
+    for (let ch = 0; ch < 3; ch++) sums[k * 3 + ch] = sums[k * 3 + ch] / n / 255;
+  }
+  return sums;
+}
+
+/** The per-image part: {lw, lh, colors, means, inverse} (edge_snap.image_guide). */
+export function imageGuide(rgba, width, height) {
+  const [lw, lh] = lowResExtent(width, height);
+  const n = lw * lh;
+  const colors = cellColors(rgba, width, height);
+  const means = boxMean(colors.slice(), lh, lw, 3);
+  const m = new Float64Array(n * 6);
+  for (let k = 0; k < n; k++) {
+    const r = colors[k * 3];
+    const g = colors[k * 3 + 1];
+    const b = colors[k * 3 + 2];
+    const i = k * 6;
+    m[i] = r * r;
+    m[i + 1] = r * g;
+    m[i + 2] = r * b;
+    m[i + 3] = g * g;
+    m[i + 4] = g * b;
+    m[i + 5] = b * b;
+  }
+  boxMean(m, lh, lw, 6);
+  const inverse = new Float64Array(n * 6);
+  for (let k = 0; k < n; k++) {
+    const mr = means[k * 3];
+    const mg = means[k * 3 + 1];
+    const mb = means[k * 3 + 2];
+    const srr = m[k * 6] - mr * mr + EPS;
+    const srg = m[k * 6 + 1] - mr * mg;
+    const srb = m[k * 6 + 2] - mr * mb;
+    const sgg = m[k * 6 + 3] - mg * mg + EPS;
+    const sgb = m[k * 6 + 4] - mg * mb;
+    const sbb = m[k * 6 + 5] - mb * mb + EPS;
+    const irr = sgg * sbb - sgb * sgb;
+    const irg = srb * sgb - srg * sbb;
+    const irb = srg * sgb - srb * sgg;
+    const igg = srr * sbb - srb * srb;
+    const igb = srb * srg - srr * sgb;
+    const ibb = srr * sgg - srg * srg;
+    const det = srr * irr + srg * irg + srb * irb;
+    const i = k * 6;
+    inverse[i] = irr / det;
+    inverse[i + 1] = irg / det;
+    inverse[i + 2] = irb / det;
+    inverse[i + 3] = igg / det;
+    inverse[i + 4] = igb / det;
+    inverse[i + 5] = ibb / det;
+  }
+  return { lw, lh, colors, means, inverse };
+}
+
+/** In place: the 256x256 logits at `offset` of `masks` snapped (edge_snap.snap_logits). */
+export function snapLogits(masks, offset, guide) {
+  const { lw, lh, colors, means, inverse: inv } = guide;
+  const n = lw * lh;
+  const p = new Float64Array(n);
+  const ip = new Float64Array(n * 3);
+  for (let y = 0; y < lh; y++) {
+    for (let x = 0; x < lw; x++) {
+      const k = y * lw + x;
+      const v = Math.min(Math.max(masks[offset + y * LOW + x], -MAX_LOGIT), MAX_LOGIT);
+      const pk = 1 / (1 + Math.exp(-v));
+      p[k] = pk;
+      ip[k * 3] = colors[k * 3] * pk;
+      ip[k * 3 + 1] = colors[k * 3 + 1] * pk;
+      ip[k * 3 + 2] = colors[k * 3 + 2] * pk;
+    }
+  }
+  boxMean(p, lh, lw, 1);
+  boxMean(ip, lh, lw, 3);
+  const ab = new Float64Array(n * 4);
+  for (let k = 0; k < n; k++) {
+    const mr = means[k * 3];
+    const mg = means[k * 3 + 1];
+    const mb = means[k * 3 + 2];
+    const cr = ip[k * 3] - mr * p[k];
+    const cg = ip[k * 3 + 1] - mg * p[k];
+    const cb = ip[k * 3 + 2] - mb * p[k];
+    const i = k * 6;
+    const ar = inv[i] * cr + inv[i + 1] * cg + inv[i + 2] * cb;
+    const ag = inv[i + 1] * cr + inv[i + 3] * cg + inv[i + 4] * cb;
+    const abl = inv[i + 2] * cr + inv[i + 4] * cg + inv[i + 5] * cb;
+    const j = k * 4;
+    ab[j] = ar;
+    ab[j + 1] = ag;
+    ab[j + 2] = abl;
+    ab[j + 3] = p[k] - (ar * mr + ag * mg + abl * mb);
+  }
+  boxMean(ab, lh, lw, 4);
+  for (let y = 0; y < lh; y++) {
+    for (let x = 0; x < lw; x++) {
+      const k = y * lw + x;
+      const c = k * 3;
+      const a = k * 4;
+      let q = ab[a] * colors[c] + ab[a + 1] * colors[c + 1] + ab[a + 2] * colors[c + 2] + ab[a + 3];
+      q = Math.min(Math.max(q, CLIP), 1 - CLIP);
+      masks[offset + y * LOW + x] = Math.log(q / (1 - q));
+    }
+  }
+}
+
+/** Snap the outputs listed (indices into masks, 4 x 256 x 256) in place. */
+export function snapMasks(masks, outputs, guide) {
+  for (const k of outputs) snapLogits(masks, k * LOW * LOW, guide);
+}
+
+/** Fetch an image and compute its guide (in a worker: OffscreenCanvas). */
+export async function loadGuide(url) {
+  const resp = await fetch(url, { credentials: "same-origin" });
+  if (!resp.ok) throw new Error(`image: HTTP ${resp.status} for ${url}`);
+  const bitmap = await createImageBitmap(await resp.blob(), {
+    premultiplyAlpha: "none",
+    colorSpaceConversion: "none",
+  });
+  const { width, height } = bitmap;
+  const ctx = new OffscreenCanvas(width, height).getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return imageGuide(ctx.getImageData(0, 0, width, height).data, width, height);
+}
