@@ -62,11 +62,10 @@ export class Annotator {
     this.session = new AnnotationSession(image.id, model.id);
     mark("session", this.session.id);
     this.loadMasks(next.masks || []);
-    const [img, emb] = await Promise.all([
-      loadPixels(image.url),
-      this.decoder.loadEmbedding(this.key, next.embedding_url, image.url),
-    ]);
+    const pixels = loadPixels(image.url);
+    const [img, emb] = await Promise.all([pixels, this.decoder.loadEmbedding(this.key, next.embedding_url, pixels)]);
     mark("embeddingMs", emb.loadMs.toFixed(1));
+    mark("edgeSnap", emb.snap ? "on" : "off");
     this.image = image;
     this.edits = new EditLayer(image.width, image.height);
     this.editSig = [];

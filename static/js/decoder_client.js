@@ -3,6 +3,7 @@
 // waiting request is built only when it is sent, so it sees the logits of the decode that
 // just finished.
 
+import { BITMAP_OPTIONS } from "./edge_snap.js";
 import { embeddingFloats } from "./fp16.js";
 
 const WASM_PATHS = "/static/vendor/ort/";
@@ -79,13 +80,15 @@ export class DecoderClient {
    * Fetch an image's embedding into the worker, under `key`, once: a key loaded or loading
    * (prefetch) resolves from that load; a failed load is retried. The server sends raw
    * float16 or float32 (header X-Embedding-Dtype); it is converted to float32 here, once per
-   * image. With `imageUrl`, the worker also reads the image, for edge snapping (edge_snap.js).
-   * Resolves {key, dtype, bytes (on the wire), loadMs = fetchMs + convertMs + handoffMs}.
+   * image. With `image` (a promise of the decoded <img>), the worker gets its pixels too, for
+   * edge snapping (edge_snap.js).
+   * Resolves {key, dtype, bytes (on the wire), snap (masks will be snapped to the image's
+   * edges), loadMs = fetchMs + convertMs + handoffMs}.
    */
-  loadEmbedding(key, url, imageUrl = null) {
+  loadEmbedding(key, url, image = null) {
     const known = this.embeddings.get(key);
-    if (known) return known.catch(() => this.loadEmbedding(key, url, imageUrl));
-    const load = this.fetchEmbedding(key, url, imageUrl);
+    if (known) return known.catch(() => this.loadEmbedding(key, url, image));
+    const load = this.fetchEmbedding(key, url, image);
     this.embeddings.set(key, load);
     load.catch(() => {
       if (this.embeddings.get(key) === load) this.embeddings.delete(key);
@@ -97,7 +100,7 @@ export class DecoderClient {
     return load;
   }
 
-  async fetchEmbedding(key, url, imageUrl) {
+  async fetchEmbedding(key, url, image) {
     const t0 = performance.now();
     const resp = await fetch(url, { credentials: "same-origin" });
     if (!resp.ok) throw new Error(`embedding: HTTP ${resp.status} for ${url}`);
@@ -112,14 +115,17 @@ export class DecoderClient {
     const t2 = performance.now();
     // The worker takes embeddings by URL: hand it the float32 values as a same-origin blob.
     const blobUrl = URL.createObjectURL(new Blob([floats]));
+    let ready;
     try {
-      await this.call("embedding", { key, url: blobUrl, imageUrl });
+      // an image that cannot be read leaves its masks unsnapped
+      const bitmap = image && (await image.then((img) => createImageBitmap(img, BITMAP_OPTIONS)).catch(() => null));
+      ready = await this.call("embedding", { key, url: blobUrl, bitmap }, bitmap ? [bitmap] : []);
     } finally {
       URL.revokeObjectURL(blobUrl);
     }
     const t3 = performance.now();
     return {
-      key, dtype, bytes: buf.byteLength,
+      key, dtype, bytes: buf.byteLength, snap: ready.snap,
       loadMs: t3 - t0, fetchMs: t1 - t0, convertMs: t2 - t1, handoffMs: t3 - t2,
     };
   }

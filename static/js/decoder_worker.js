@@ -4,9 +4,9 @@
 //   -> {type: "init", id, modelUrl, prepareUrl?, wasmPaths, backend: "auto"|"wasm"|"webgpu",
 //       numThreads?, format?: "contract"|"split"|"official", fault?: "webgpu"}
 //   <- {type: "ready", id, backend, fallback, numThreads, crossOriginIsolated, loadMs, format}
-//   -> {type: "embedding", id, key, url, imageUrl?}    fetch + keep [1,256,64,64] float32, and
-//        the image's guide for edge snapping (edge_snap.js), if imageUrl
-//   <- {type: "embedding-ready", id, key, loadMs, bytes}
+//   -> {type: "embedding", id, key, url, bitmap?}      fetch + keep [1,256,64,64] float32, and
+//        the guide for edge snapping (edge_snap.js) of the image's ImageBitmap, if sent
+//   <- {type: "embedding-ready", id, key, loadMs, bytes, snap}   snap: its masks will be snapped
 //   -> {type: "decode", id, key, coords, labels, count, maskInput|null, multimask, size: [w, h]}
 //   <- {type: "decoded", id, key, masks (4x256x256), iou (4), index, decodeMs, waitMs, full}
 //        the shown masks (1..3 if multimask, else 0) without untouched islands (islands.js),
@@ -30,7 +30,7 @@
 // graph (Float32Array h*w); its one low-res mask stands in for all four contract outputs.
 
 import { draftMaskRle } from "./composite.js";
-import { loadGuide, snapMasks } from "./edge_snap.js";
+import { bitmapGuide, snapMasks } from "./edge_snap.js";
 import { dropIslands } from "./islands.js";
 import { pickIndex } from "./prompts.js";
 import { webgpuMissing } from "./webgpu.js";
@@ -165,16 +165,16 @@ async function loadEmbedding(msg) {
     throw new Error(`embedding has ${buf.byteLength} bytes, shape ${shape}; expected 1,256,64,64 float32`);
   }
   // ort may not be loaded yet when the embedding arrives first: keep the raw array until then.
-  // A guide that cannot be made (a broken image) leaves the logits unsnapped, and says why.
-  const guide = msg.imageUrl ? loadGuide(msg.imageUrl).catch((err) => console.warn(err) || null) : null;
-  embeddings.set(msg.key, { raw: new Float32Array(buf), feeds: null, guide: Promise.resolve(guide) });
-  await guide;
+  // A guide that cannot be made leaves the logits unsnapped, and says why.
+  const guide = msg.bitmap ? Promise.resolve(msg.bitmap).then(bitmapGuide).catch((e) => console.warn(e) || null) : null;
+  embeddings.set(msg.key, { raw: new Float32Array(buf), feeds: null, guide });
+  const snap = !!(await guide);
   while (embeddings.size > MAX_EMBEDDINGS) embeddings.delete(embeddings.keys().next().value);
   if (prepareSession) {
     // The per-image half, now; should it fail, the first decode tries again and reports it.
     await imageFeeds(msg.key).catch(() => {});
   }
-  reply({ type: "embedding-ready", id: msg.id, key: msg.key, loadMs: now() - t0, bytes: buf.byteLength });
+  reply({ type: "embedding-ready", id: msg.id, key: msg.key, loadMs: now() - t0, bytes: buf.byteLength, snap });
 }
 
 /** The per-image graph's outputs for an embedding tensor (format "split"), else the tensor. */

@@ -170,17 +170,14 @@ export function snapMasks(masks, outputs, guide) {
   for (const k of outputs) snapLogits(masks, k * LOW * LOW, guide);
 }
 
-/** Fetch an image and compute its guide (in a worker: OffscreenCanvas). */
-export async function loadGuide(url) {
-  const resp = await fetch(url, { credentials: "same-origin" });
-  if (!resp.ok) throw new Error(`image: HTTP ${resp.status} for ${url}`);
-  const bitmap = await createImageBitmap(await resp.blob(), {
-    premultiplyAlpha: "none",
-    colorSpaceConversion: "none",
-  });
+/** The guide of an ImageBitmap (in a worker: OffscreenCanvas); closes the bitmap. */
+export function bitmapGuide(bitmap) {
   const { width, height } = bitmap;
   const ctx = new OffscreenCanvas(width, height).getContext("2d", { willReadFrequently: true });
   ctx.drawImage(bitmap, 0, 0);
   bitmap.close();
   return imageGuide(ctx.getImageData(0, 0, width, height).data, width, height);
 }
+
+/** How the page hands its decoded <img> to the worker: the pixels as the file holds them. */
+export const BITMAP_OPTIONS = { premultiplyAlpha: "none", colorSpaceConversion: "none" };

@@ -52,7 +52,7 @@ export class Prefetcher {
       entry.payload = next;
       entry.pixels = this.loadPixels(next.image.url);
       const key = this.decoder.embeddingKey(next.image.id, next.model.id);
-      await Promise.all([entry.pixels, this.decoder.loadEmbedding(key, next.embedding_url, next.image.url)]);
+      await Promise.all([entry.pixels, this.decoder.loadEmbedding(key, next.embedding_url, entry.pixels)]);
       return next;
     })();
     entry.done.then(

@@ -242,7 +242,7 @@ def test_js_islands_rule_matches_python(page, server: Instance) -> None:  # noqa
 
 def test_js_edge_snap_matches_python(page, server: Instance, engine) -> None:  # noqa: ANN001
     """static/js/edge_snap.js snaps logits exactly as edge_snap.py, for images of several
-    shapes, and the guide the worker reads from the served image file is Python's."""
+    shapes, and the guide the worker gets of the page's image is Python's of the file."""
     page.goto(f"{server.base_url}/")
     rng = np.random.default_rng(5)
     coarse = rng.normal(size=(4, 16, 16)).astype(np.float32) * 6
@@ -270,8 +270,11 @@ def test_js_edge_snap_matches_python(page, server: Instance, engine) -> None:  #
         image_id = s.scalars(select(Image.id).where(Image.project_id == server.projects["demo"])).first()
     got = page.evaluate(
         """async (url) => {
-            const { loadGuide } = await import('/static/js/edge_snap.js');
-            const g = await loadGuide(url);
+            const { BITMAP_OPTIONS, bitmapGuide } = await import('/static/js/edge_snap.js');
+            const img = new Image();
+            img.src = url;
+            await img.decode();  // as the page loads it, then hands it to the worker
+            const g = bitmapGuide(await createImageBitmap(img, BITMAP_OPTIONS));
             return [g.lw, g.lh, Array.from(g.colors)];
         }""",
         f"/images/{image_id}/file",

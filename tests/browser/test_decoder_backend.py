@@ -58,10 +58,14 @@ def test_decoder_variants_paint_the_same_mask(page, server: Instance) -> None:  
     for variant, fmt in (("", "split"), ("?decoder=split_int8", "split"), ("?decoder=fp32", "contract")):
         img = _open(page, server, variant)
         assert body_data(page, "decoderFormat") == fmt
+        assert body_data(page, "edgeSnap") == "on"  # the worker got the image's pixels
         click_image(page, img, 150.0, 110.0)
         areas[variant or "split"] = int(body_data(page, "maskArea"))
         page.keyboard.press("Escape")
         page.wait_for_function("document.body.dataset.pendingEvents === '0'")
     assert areas["split"] > 0
     assert abs(areas["?decoder=fp32"] - areas["split"]) <= 0.01 * areas["split"], areas
-    assert abs(areas["?decoder=split_int8"] - areas["split"]) <= 0.05 * areas["split"], areas
+    # The random-weight model's logits are near 0 over wide areas; edge snapping turns them into
+    # probabilities near 0.5 that a colour edge can tip either way, so int8's small logit
+    # differences move more pixels than they did unsnapped (5 %). Its own test holds the masks.
+    assert abs(areas["?decoder=split_int8"] - areas["split"]) <= 0.10 * areas["split"], areas
