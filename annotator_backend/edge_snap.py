@@ -38,17 +38,18 @@ class Guide:
 
 def box_mean(x: np.ndarray, r: int = RADIUS) -> np.ndarray:
     """Mean over the (2r+1)^2 window around each cell, the window clipped at the borders.
-    x [h, w] or [h, w, c]; running sums along y, then along x."""
+    x [h, w] or [h, w, c]; running sums along y, then along x, each window sum times 1 / its
+    length."""
     out = x.astype(np.float64)
     for axis in (0, 1):
         n = out.shape[axis]
         c = np.concatenate([np.zeros_like(out.take([0], axis=axis)), np.cumsum(out, axis=axis)], axis=axis)
         lo = np.clip(np.arange(n) - r, 0, n)
         hi = np.clip(np.arange(n) + r + 1, 0, n)
-        count = (hi - lo).astype(np.float64)
+        inv = 1.0 / (hi - lo).astype(np.float64)
         shape = [1] * out.ndim
         shape[axis] = n
-        out = (c.take(hi, axis=axis) - c.take(lo, axis=axis)) / count.reshape(shape)
+        out = (c.take(hi, axis=axis) - c.take(lo, axis=axis)) * inv.reshape(shape)
     return out
 
 
@@ -99,8 +100,8 @@ def snap_logits(logits: np.ndarray, guide: Guide) -> np.ndarray:
     lh, lw = guide.colors.shape[:2]
     x = np.clip(logits[:lh, :lw].astype(np.float64), -MAX_LOGIT, MAX_LOGIT)
     p = 1.0 / (1.0 + np.exp(-x))
-    mp = box_mean(p)
-    mip = box_mean(guide.colors * p[..., None])
+    m = box_mean(np.concatenate([p[..., None], guide.colors * p[..., None]], axis=-1))
+    mp, mip = m[..., 0], m[..., 1:]
     mr, mg, mb = (guide.means[..., i] for i in range(3))
     cr = mip[..., 0] - mr * mp
     cg = mip[..., 1] - mg * mp

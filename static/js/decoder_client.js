@@ -35,6 +35,7 @@ export class DecoderClient {
     this.queued = { prompt: null, hover: null }; // lane -> {build, resolve}
     this.idleWaiters = [];
     this.embeddings = new Map(); // key -> promise of the load, oldest first
+    this.guides = new Map(); // key -> the worker's edge-snapping guide of the image, or null
     this.worker.onmessage = (ev) => this.onMessage(ev.data);
     this.worker.onerror = (ev) => this.failAll(new Error(ev.message || "decoder worker failed"));
   }
@@ -120,24 +121,27 @@ export class DecoderClient {
       // an image that cannot be read leaves its masks unsnapped
       const bitmap = image && (await image.then((img) => createImageBitmap(img, BITMAP_OPTIONS)).catch(() => null));
       ready = await this.call("embedding", { key, url: blobUrl, bitmap }, bitmap ? [bitmap] : []);
+      this.guides.set(key, ready.guide);
     } finally {
       URL.revokeObjectURL(blobUrl);
     }
     const t3 = performance.now();
     return {
-      key, dtype, bytes: buf.byteLength, snap: ready.snap,
+      key, dtype, bytes: buf.byteLength, snap: !!ready.guide,
       loadMs: t3 - t0, fetchMs: t1 - t0, convertMs: t2 - t1, handoffMs: t3 - t2,
     };
   }
 
   forget(key) {
     this.embeddings.delete(key);
+    this.guides.delete(key);
     return this.call("forget", { key });
   }
 
   /**
    * One decode, sent now. Resolves {type: "decoded", ...} or {type: "dropped"} when the
-   * worker superseded it with a newer one.
+   * worker superseded it with a newer one. A decoded reply with `unsnapped` candidates comes
+   * with the image's `guide`, to snap them when picked (prompts.chosenLogits).
    */
   decode(key, req) {
     // req.maskInput is the request's own copy (draft.request): moved to the worker, not cloned.
@@ -153,7 +157,8 @@ export class DecoderClient {
       multimask: req.multimask,
       size: req.size,
     };
-    return this.call("decode", body, maskInput ? [maskInput.buffer] : []);
+    const attach = (msg) => (msg.unsnapped?.length ? { ...msg, guide: this.guides.get(key) } : msg);
+    return this.call("decode", body, maskInput ? [maskInput.buffer] : []).then(attach);
   }
 
   /**

@@ -6,11 +6,12 @@
 //   <- {type: "ready", id, backend, fallback, numThreads, crossOriginIsolated, loadMs, format}
 //   -> {type: "embedding", id, key, url, bitmap?}      fetch + keep [1,256,64,64] float32, and
 //        the guide for edge snapping (edge_snap.js) of the image's ImageBitmap, if sent
-//   <- {type: "embedding-ready", id, key, loadMs, bytes, snap}   snap: its masks will be snapped
+//   <- {type: "embedding-ready", id, key, loadMs, bytes, guide}   guide: edge snapping's, or null
 //   -> {type: "decode", id, key, coords, labels, count, maskInput|null, multimask, size: [w, h]}
 //   <- {type: "decoded", id, key, masks (4x256x256), iou (4), index, decodeMs, waitMs, full}
 //        the shown masks (1..3 if multimask, else 0) without untouched islands (islands.js),
-//        then snapped to the image's edges (edge_snap.js) when the image came with its embedding
+//        then snapped to the image's edges (edge_snap.js) if the image came with its embedding:
+//        the chosen one (index); `unsnapped` lists the others (the page snaps one when picked)
 //   <- {type: "dropped", id, by}                      a newer decode superseded this one
 //   -> {type: "encode", id, draft}                    draft mask -> COCO RLE at image size
 //        draft: {logits|null, base: counts|null, strokes, clip: [counts], width, height}
@@ -164,17 +165,17 @@ async function loadEmbedding(msg) {
   if (buf.byteLength !== EMBEDDING_BYTES || (shape && shape.replace(/\s/g, "") !== "1,256,64,64")) {
     throw new Error(`embedding has ${buf.byteLength} bytes, shape ${shape}; expected 1,256,64,64 float32`);
   }
-  // ort may not be loaded yet when the embedding arrives first: keep the raw array until then.
   // A guide that cannot be made leaves the logits unsnapped, and says why.
   const guide = msg.bitmap ? Promise.resolve(msg.bitmap).then(bitmapGuide).catch((e) => console.warn(e) || null) : null;
+  // ort may not be loaded yet when the embedding arrives first: keep the raw array until then.
   embeddings.set(msg.key, { raw: new Float32Array(buf), feeds: null, guide });
-  const snap = !!(await guide);
+  const ready = await guide; // the page keeps a copy, to snap the candidates it picks
   while (embeddings.size > MAX_EMBEDDINGS) embeddings.delete(embeddings.keys().next().value);
   if (prepareSession) {
     // The per-image half, now; should it fail, the first decode tries again and reports it.
     await imageFeeds(msg.key).catch(() => {});
   }
-  reply({ type: "embedding-ready", id: msg.id, key: msg.key, loadMs: now() - t0, bytes: buf.byteLength, snap });
+  reply({ type: "embedding-ready", id: msg.id, key: msg.key, loadMs: now() - t0, bytes: buf.byteLength, guide: ready });
 }
 
 /** The per-image graph's outputs for an embedding tensor (format "split"), else the tensor. */
@@ -210,10 +211,13 @@ async function run(image, coords, labels, count, maskInput, size, multimask, gui
   }
   const out = await serially(() => session.run(feeds));
   if (format !== "official") {
-    const shown = multimask ? [1, 2, 3] : [0];
-    dropIslands(out.low_res_masks.data, coords, labels, count, maskInput, shown);
-    if (guide) snapMasks(out.low_res_masks.data, shown, guide);
-    return { masks: out.low_res_masks.data, iou: out.iou_predictions.data, full: null };
+    const [masks, iou] = [out.low_res_masks.data, out.iou_predictions.data];
+    dropIslands(masks, coords, labels, count, maskInput, multimask ? [1, 2, 3] : [0]);
+    // the chosen output is snapped now, the other candidates when picked (prompts.chosenLogits)
+    const chosen = pickIndex(iou, multimask);
+    if (guide) snapMasks(masks, [chosen], guide);
+    const unsnapped = guide && multimask ? [1, 2, 3].filter((k) => k !== chosen) : [];
+    return { masks, iou, full: null, unsnapped };
   }
   const low = out.low_res_masks.data;
   const masks = new Float32Array(4 * low.length);
@@ -230,14 +234,12 @@ async function decode(msg) {
   const guide = await embeddings.get(msg.key)?.guide;
   const start = now();
   const { coords, labels, count, maskInput, size, multimask } = msg;
-  const { masks, iou, full } = await run(image, coords, labels, count, maskInput, size, multimask, guide);
+  const r = await run(image, coords, labels, count, maskInput, size, multimask, guide);
   const decodeMs = now() - start;
-  const m = own(masks);
-  const i = own(iou);
-  const f = full ? own(full) : null;
-  const [index, waitMs] = [pickIndex(i, msg.multimask), start - msg.receivedAt];
-  const transfer = f ? [m.buffer, i.buffer, f.buffer] : [m.buffer, i.buffer];
-  reply({ type: "decoded", id: msg.id, key: msg.key, masks: m, iou: i, full: f, index, decodeMs, waitMs }, transfer);
+  const [m, i, f] = [own(r.masks), own(r.iou), r.full ? own(r.full) : null];
+  const [index, waitMs] = [pickIndex(i, multimask), start - msg.receivedAt];
+  const out = { type: "decoded", id: msg.id, key: msg.key, masks: m, iou: i, full: f, index, decodeMs, waitMs };
+  reply({ ...out, unsnapped: r.unsnapped }, f ? [m.buffer, i.buffer, f.buffer] : [m.buffer, i.buffer]);
 }
 
 /** Run decodes one at a time; the newest pending request wins, stale ones are dropped. */

@@ -18,24 +18,46 @@ export function lowResExtent(width, height) {
   return [Math.ceil((rw * LOW) / MODEL), Math.ceil((rh * LOW) / MODEL)];
 }
 
+// Scratch buffers of boxMean, grown as needed (one guide's grid at a time in practice).
+let colSums = new Float64Array(0);
+let rowSums = new Float64Array(0);
+
 /**
  * In place: each of the c channels of x (Float64Array h*w*c, channel-last) becomes its mean
- * over the (2r+1)^2 window around the cell, the window clipped at the borders; running sums
- * along y, then along x (edge_snap.box_mean).
+ * over the (2r+1)^2 window around the cell, the window clipped at the borders: running sums
+ * along y, then along x, each window sum times 1 / its length (edge_snap.box_mean).
  */
 export function boxMean(x, h, w, c, r = RADIUS) {
-  const sums = new Float64Array(Math.max(h, w) + 1);
-  // one line of n cells, `stride` apart from `base`
-  const line = (base, n, stride) => {
-    for (let i = 0, j = base; i < n; i++, j += stride) sums[i + 1] = sums[i] + x[j];
-    for (let i = 0, j = base; i < n; i++, j += stride) {
-      const lo = i - r > 0 ? i - r : 0;
-      const hi = i + r + 1 < n ? i + r + 1 : n;
-      x[j] = (sums[hi] - sums[lo]) / (hi - lo);
+  const rowLen = w * c;
+  if (colSums.length < (h + 1) * rowLen) colSums = new Float64Array((h + 1) * rowLen);
+  if (rowSums.length < rowLen + c) rowSums = new Float64Array(rowLen + c);
+  const cs = colSums;
+  const rs = rowSums;
+  // along y: running sums over rows, all columns at once (the same additions as per column)
+  for (let i = 0; i < h; i++) {
+    const a = i * rowLen;
+    for (let j = 0; j < rowLen; j++) cs[a + rowLen + j] = cs[a + j] + x[a + j];
+  }
+  for (let i = 0; i < h; i++) {
+    const lo = i - r > 0 ? i - r : 0;
+    const hi = i + r + 1 < h ? i + r + 1 : h;
+    const inv = 1 / (hi - lo);
+    const a = lo * rowLen;
+    const b = hi * rowLen;
+    const o = i * rowLen;
+    for (let j = 0; j < rowLen; j++) x[o + j] = (cs[b + j] - cs[a + j]) * inv;
+  }
+  // along x: running sums along each row, all channels at once
+  for (let i = 0; i < h; i++) {
+    const o = i * rowLen;
+    for (let k = 0; k < rowLen; k++) rs[k + c] = rs[k] + x[o + k];
+    for (let col = 0; col < w; col++) {
+      const lo = col - r > 0 ? col - r : 0;
+      const hi = col + r + 1 < w ? col + r + 1 : w;
+      const inv = 1 / (hi - lo);
+      for (let ch = 0; ch < c; ch++) x[o + col * c + ch] = (rs[hi * c + ch] - rs[lo * c + ch]) * inv;
     }
-  };
-  for (let col = 0; col < w * c; col++) line(col, h, w * c); // along y
-  for (let row = 0; row < h; row++) for (let ch = 0; ch < c; ch++) line(row * w * c + ch, w, c); // along x
+  }
   return x;
 }
 
@@ -119,38 +141,37 @@ export function imageGuide(rgba, width, height) {
 export function snapLogits(masks, offset, guide) {
   const { lw, lh, colors, means, inverse: inv } = guide;
   const n = lw * lh;
-  const p = new Float64Array(n);
-  const ip = new Float64Array(n * 3);
+  const pip = new Float64Array(n * 4); // p, then p times each colour channel
   for (let y = 0; y < lh; y++) {
     for (let x = 0; x < lw; x++) {
       const k = y * lw + x;
       const v = Math.min(Math.max(masks[offset + y * LOW + x], -MAX_LOGIT), MAX_LOGIT);
-      const pk = 1 / (1 + Math.exp(-v));
-      p[k] = pk;
-      ip[k * 3] = colors[k * 3] * pk;
-      ip[k * 3 + 1] = colors[k * 3 + 1] * pk;
-      ip[k * 3 + 2] = colors[k * 3 + 2] * pk;
+      const p = 1 / (1 + Math.exp(-v));
+      pip[k * 4] = p;
+      pip[k * 4 + 1] = colors[k * 3] * p;
+      pip[k * 4 + 2] = colors[k * 3 + 1] * p;
+      pip[k * 4 + 3] = colors[k * 3 + 2] * p;
     }
   }
-  boxMean(p, lh, lw, 1);
-  boxMean(ip, lh, lw, 3);
-  const ab = new Float64Array(n * 4);
+  boxMean(pip, lh, lw, 4);
+  const ab = pip; // reused: a (3 channels) and b of each cell, in place of what they come from
   for (let k = 0; k < n; k++) {
+    const j = k * 4;
+    const mp = pip[j];
     const mr = means[k * 3];
     const mg = means[k * 3 + 1];
     const mb = means[k * 3 + 2];
-    const cr = ip[k * 3] - mr * p[k];
-    const cg = ip[k * 3 + 1] - mg * p[k];
-    const cb = ip[k * 3 + 2] - mb * p[k];
+    const cr = pip[j + 1] - mr * mp;
+    const cg = pip[j + 2] - mg * mp;
+    const cb = pip[j + 3] - mb * mp;
     const i = k * 6;
     const ar = inv[i] * cr + inv[i + 1] * cg + inv[i + 2] * cb;
     const ag = inv[i + 1] * cr + inv[i + 3] * cg + inv[i + 4] * cb;
     const abl = inv[i + 2] * cr + inv[i + 4] * cg + inv[i + 5] * cb;
-    const j = k * 4;
     ab[j] = ar;
     ab[j + 1] = ag;
     ab[j + 2] = abl;
-    ab[j + 3] = p[k] - (ar * mr + ag * mg + abl * mb);
+    ab[j + 3] = mp - (ar * mr + ag * mg + abl * mb);
   }
   boxMean(ab, lh, lw, 4);
   for (let y = 0; y < lh; y++) {

@@ -8,6 +8,7 @@
 //     and shows the best predicted IoU (the annotator may pick another); else output 0;
 //   * the worker drops the islands the prompt does not touch (islands.js).
 
+import { snapLogits } from "./edge_snap.js";
 import { modelInputs } from "./geometry.js";
 
 export const LOW_RES_PIXELS = 256 * 256;
@@ -43,7 +44,14 @@ export function chosenIndex(entry, overrides) {
 export function chosenLogits(entry, overrides) {
   const i = chosenIndex(entry, overrides);
   if (i < 0) return null;
-  return entry.result.masks.subarray(i * LOW_RES_PIXELS, (i + 1) * LOW_RES_PIXELS);
+  const r = entry.result;
+  if (r.unsnapped?.includes(i) && r.guide) {
+    // A candidate the worker left unsnapped: snapped once, when first chosen (edge_snap.js).
+    // The list goes with the masks (a hover preview's result is shared): changed in place.
+    snapLogits(r.masks, i * LOW_RES_PIXELS, r.guide);
+    r.unsnapped.splice(r.unsnapped.indexOf(i), 1);
+  }
+  return r.masks.subarray(i * LOW_RES_PIXELS, (i + 1) * LOW_RES_PIXELS);
 }
 
 /** A box from two corners, ordered and clamped to the image. */
