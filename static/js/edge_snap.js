@@ -33,6 +33,8 @@ export function boxMean(x, h, w, c, r = RADIUS) {
   if (rowSums.length < rowLen + c) rowSums = new Float64Array(rowLen + c);
   const cs = colSums;
   const rs = rowSums;
+  cs.fill(0, 0, rowLen); // the sums start from 0 (a call of another shape wrote there)
+  rs.fill(0, 0, c);
   // along y: running sums over rows, all columns at once (the same additions as per column)
   for (let i = 0; i < h; i++) {
     const a = i * rowLen;
