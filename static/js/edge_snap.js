@@ -193,13 +193,18 @@ export function snapMasks(masks, outputs, guide) {
   for (const k of outputs) snapLogits(masks, k * LOW * LOW, guide);
 }
 
-/** The guide of an ImageBitmap (in a worker: OffscreenCanvas); closes the bitmap. */
+/**
+ * The guide of an ImageBitmap (in a worker: OffscreenCanvas); closes the bitmap. The filter runs
+ * once on blank logits too, so that the image's first click does not wait for it to compile.
+ */
 export function bitmapGuide(bitmap) {
   const { width, height } = bitmap;
   const ctx = new OffscreenCanvas(width, height).getContext("2d", { willReadFrequently: true });
   ctx.drawImage(bitmap, 0, 0);
   bitmap.close();
-  return imageGuide(ctx.getImageData(0, 0, width, height).data, width, height);
+  const guide = imageGuide(ctx.getImageData(0, 0, width, height).data, width, height);
+  snapLogits(new Float32Array(LOW * LOW), 0, guide);
+  return guide;
 }
 
 /** How the page hands its decoded <img> to the worker: the pixels as the file holds them. */
