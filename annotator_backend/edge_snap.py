@@ -55,7 +55,8 @@ def box_mean(x: np.ndarray, r: int = RADIUS) -> np.ndarray:
 
 def cell_colors(image: np.ndarray) -> np.ndarray:
     """uint8 [H, W, 3] -> [lh, lw, 3]: the mean colour (in [0, 1]) of the pixels whose centres
-    fall in each low-res cell of the image's share of the 256 x 256 grid."""
+    fall in each low-res cell of the image's share of the 256 x 256 grid (for a cell with none,
+    in an image under 256 px a side, the pixel under the cell's centre)."""
     h, w = image.shape[:2]
     lw, lh = low_res_extent(w, h)
     s = MODEL_SIZE / max(w, h)
@@ -66,7 +67,14 @@ def cell_colors(image: np.ndarray) -> np.ndarray:
     counts = np.zeros((lh, lw), np.float64)
     np.add.at(sums, (cy[:, None], cx[None, :]), image[..., :3].astype(np.float64))
     np.add.at(counts, (cy[:, None], cx[None, :]), 1.0)
-    return sums / np.maximum(counts, 1.0)[..., None] / 255.0
+    colors = sums / np.maximum(counts, 1.0)[..., None] / 255.0
+    empty = counts == 0  # an image under 256 px a side: cells between pixel centres
+    if empty.any():  # take the pixel under the cell's centre
+        px = np.minimum(np.floor((np.arange(lw) + 0.5) * cell / s).astype(np.int64), w - 1)
+        py = np.minimum(np.floor((np.arange(lh) + 0.5) * cell / s).astype(np.int64), h - 1)
+        nearest = image[py[:, None], px[None, :], :3].astype(np.float64) / 255.0
+        colors[empty] = nearest[empty]
+    return colors
 
 
 def image_guide(image: np.ndarray) -> Guide:

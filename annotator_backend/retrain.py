@@ -68,6 +68,9 @@ class RoundConfig:
     eval_limit: int | None = None  # held-out objects to evaluate, None for all
     eval_max_clicks: int = 20
     flip: bool = True  # decoder mode: mirrored copies of the training images
+    # decoder mode: simulated sessions decode as the page does, snapped to the image's edges
+    # (`training.snap`), so the child learns what annotators will see
+    edge_snap: bool = True
     name: str | None = None
     train_options: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
 
@@ -181,7 +184,8 @@ def _train_config(cfg: RoundConfig):  # noqa: ANN202
 
     options = dict(cfg.train_options)
     if isinstance(options.get("session"), dict):
-        options["session"] = SessionConfig(**options["session"])
+        options["session"] = SessionConfig(**{"edge_snap": cfg.edge_snap, **options["session"]})
+    options.setdefault("session", SessionConfig(edge_snap=cfg.edge_snap))
     base = {"warmup": 20, "workers": 0, "log_every": 10}
     return TrainConfig(
         **{**base, **options}, mode=cfg.mode, minutes=cfg.minutes, steps=cfg.steps, lr=cfg.lr, ckpt_dir=None
@@ -216,7 +220,14 @@ def run_round(
         for i in range(0, len(samples), EMBED_CHUNK):
             part = samples[i : i + EMBED_CHUNK]
             chunks.append(
-                EmbeddingDataset(part, sam, flip=cfg.flip, cache_dir=cache, model_key=base.encoder_sha256)
+                EmbeddingDataset(
+                    part,
+                    sam,
+                    flip=cfg.flip,
+                    cache_dir=cache,
+                    model_key=base.encoder_sha256,
+                    guides=cfg.edge_snap,
+                )
             )
             report({"phase": "preparing", "images": len(samples), "embedded": i + len(part)})
         dataset = torch.utils.data.ConcatDataset(chunks)

@@ -1,7 +1,7 @@
 """Play one round of the data engine on a domain the bootstrap model never saw, and measure it.
 
     .venv/bin/python scripts/data_engine_demo.py [--dataset ../shared/datasets/berkeley] \
-        [--minutes 8] [--mode decoder] [--lr 1e-4] [--out results.json]
+        [--minutes 8] [--mode decoder] [--lr 1e-4] [--no-edge-snap] [--out results.json]
 
 1. A fresh instance (temporary folder) with the shipped bootstrap model active, as `make run` has.
 2. The dataset's images are split in two halves by a stable hash of their names. The first half
@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=8.0, help="the round's training budget")
     ap.add_argument("--mode", choices=("decoder", "full"), default="decoder")
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument(
+        "--no-edge-snap",
+        action="store_true",
+        help="train the round on unsnapped logits (the page snaps them: see retrain.RoundConfig)",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
@@ -133,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 mode=args.mode,
                 minutes=args.minutes,
                 lr=args.lr,
+                edge_snap=not args.no_edge_snap,
                 name="data-engine demo round",
             )
             report = run_round(s, settings, cfg, progress=_log_progress())
@@ -149,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         "train": {k: report["train"].get(k) for k in ("steps", "minutes", "seconds") if k in report["train"]},
         "rest_before": before,
         "rest_after": after,
-        "settings": {"mode": args.mode, "minutes": args.minutes, "lr": args.lr},
+        "settings": {
+            "mode": args.mode,
+            "minutes": args.minutes,
+            "lr": args.lr,
+            "edge_snap": not args.no_edge_snap,
+        },
         "total_seconds": round(time.time() - started, 1),
     }
     text = json.dumps(result, indent=1)

@@ -136,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         help="with --init: train the prompt encoder and mask decoder on cached 1024-px embeddings "
         "of the frozen image encoder (each image and its mirror; cheap enough for a CPU)",
     )
+    ap.add_argument(
+        "--edge-snap",
+        action="store_true",
+        help="with --decoder-only: sessions decode as the page does, snapped to the image's edges",
+    )
     ap.add_argument("--clicks", type=int, default=8, help="corrective points per simulated session")
     ap.add_argument(
         "--blind-prob", type=float, default=0.25, help="sessions that see a blank embedding (prompts only)"
@@ -150,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.decoder_only and args.init is None:
         ap.error("--decoder-only continues a model: give --init")
+    if args.edge_snap and not args.decoder_only:
+        ap.error("--edge-snap trains on whole frames: give --decoder-only")
 
     args.ckpt_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
@@ -193,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 grad_passes=args.grad_passes,
                 focal_alpha=args.alpha,
                 blind_prob=args.blind_prob,
+                edge_snap=args.edge_snap,
             ),
             warmup=args.warmup,
             align_init=True,
@@ -230,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 cache_dir=args.ckpt_dir / "embeddings",
                 model_key=hashlib.sha256(args.init.read_bytes()).hexdigest(),
                 min_area=args.min_area,
+                guides=args.edge_snap,
             )
             log.info("embedded %d frames (images and mirrors) in %.0fs", len(dataset), time.time() - t)
         else:

@@ -42,9 +42,43 @@ def test_a_blurred_boundary_snaps_to_the_colour_edge() -> None:
     assert np.abs(out[:128]).max() <= bound + 1e-4
 
 
+def test_small_images_leave_no_cell_without_a_colour() -> None:
+    """Under 256 px a side, some cells hold no pixel centre: they take the pixel under theirs."""
+    image = _two_colours(64, 40, 20)
+    colors = image_guide(image).colors
+    assert colors.shape == (160, 256, 3) and colors.sum(-1).min() > 0.2
+    assert np.allclose(colors[:, :80], image[0, 0] / 255, atol=0.1)  # red up to the edge at x 20
+    assert np.allclose(colors[:, 80:], image[0, -1] / 255, atol=0.1)
+
+
 def test_without_a_guide_or_for_other_outputs_nothing_changes() -> None:
     masks = np.random.default_rng(1).normal(size=(4, 256, 256)).astype(np.float32)
     assert snap_masks(masks, None, [0]) is masks
     guide = image_guide(_two_colours(64, 48, 30))
     out = snap_masks(masks, guide, [2])
     assert np.array_equal(out[[0, 1, 3]], masks[[0, 1, 3]]) and not np.array_equal(out[2], masks[2])
+
+
+def test_training_snap_matches_the_page_arithmetic() -> None:
+    """training/snap.py (torch, float32, batched, differentiable) snaps as edge_snap.py does."""
+    import torch
+
+    from annotator_backend.decoding import low_res_extent
+    from annotator_backend.training.snap import SnapGuide, frame_colors, snap
+
+    image = _two_colours(130, 90, 70)  # landscape: the share is 256 x 178 cells
+    colors, extent = frame_colors(image)
+    lw, lh = low_res_extent(130, 90)
+    assert extent.tolist() == [lh, lw] and not colors[:, lh:].any() and not colors[:, :, lw:].any()
+    rng = np.random.default_rng(2)
+    logits = (rng.normal(0, 3, (256, 256)) + np.linspace(-8, 8, 256)[None]).astype(np.float32)
+    want = snap_logits(logits, image_guide(image))
+    guide = SnapGuide.build(colors[None], extent[None]).select(torch.tensor([0, 0]))
+    x = torch.from_numpy(logits)[None, None].repeat(2, 3, 1, 1).requires_grad_(True)
+    got = snap(x, guide)
+    assert got.shape == (2, 3, 256, 256)
+    prob = 1 / (1 + np.exp(-want.astype(np.float64)))
+    assert np.abs(torch.sigmoid(got[1, 2]).detach().numpy() - prob).max() < 1e-3
+    assert torch.equal(got[0, 0, lh:], x[0, 0, lh:])  # cells below the image keep their logits
+    got[:, :, :lh, :lw].sum().backward()  # the filter passes gradients on to the decoder's logits
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad[:, :, :lh, :lw].abs().sum() > 0

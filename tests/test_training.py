@@ -280,6 +280,35 @@ def test_decoder_mode_freezes_encoder(tmp_path: Path) -> None:
     assert not torch.equal(dec, sam.mask_decoder.output_upscaling[0].weight)
 
 
+def test_decoder_sessions_decode_as_the_page_with_edge_snapping(tmp_path: Path, monkeypatch) -> None:
+    """With guides, every pass snaps what the page would show: all four candidates of the first
+    pass (one of them is picked), then the single output of each corrective pass."""
+    from annotator_backend.training import simulate
+
+    torch.manual_seed(0)
+    sam = build_bootstrap_sam()
+    ds = EmbeddingDataset(synthetic_samples(1, size=48), sam, max_masks=2, guides=True)
+    item = ds[1]  # the mirror
+    assert item["colors"].shape == (3, 256, 256) and item["extent"].tolist() == [192, 256]
+    assert torch.equal(item["colors"], ds[0]["colors"].flip(-1))  # the mirror's own guide
+    shapes: list[tuple[int, ...]] = []
+
+    def counted(logits: torch.Tensor, guide) -> torch.Tensor:  # noqa: ANN001
+        shapes.append(tuple(logits.shape[:2]))
+        return real(logits, guide)
+
+    real = simulate.snap
+    monkeypatch.setattr(simulate, "snap", counted)
+    cfg = replace(_tiny_cfg(tmp_path, 1, mode="decoder", ema=0.0).session, edge_snap=True)
+    train(sam, ds, replace(_tiny_cfg(tmp_path, 1, mode="decoder", ema=0.0), session=cfg))
+    m = shapes[0][0]
+    assert shapes[0] == (m, 4) and len(shapes) >= 2 and all(s == (m, 1) for s in shapes[1:])
+    shapes.clear()
+    plain = replace(cfg, edge_snap=False)  # the switch: no snapping, guides or not
+    train(sam, ds, replace(_tiny_cfg(tmp_path / "b", 1, mode="decoder", ema=0.0), session=plain))
+    assert shapes == []
+
+
 def test_embedding_dataset_drops_small_masks_and_empty_images() -> None:
     sam = build_bootstrap_sam()
     samples = synthetic_samples(2, size=96)

@@ -19,6 +19,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from .data import Sample
+from .snap import frame_colors
 
 GT_RES = 256
 
@@ -43,7 +44,9 @@ def frame_mask(mask: np.ndarray, res: int = GT_RES) -> torch.Tensor:
 
 
 class EmbeddingDataset(torch.utils.data.Dataset):
-    """Items ``embedding`` [256, 64, 64], ``masks`` [K, 256, 256], ``valid`` [K], ``offset`` [2] (0, 0).
+    """Items ``embedding`` [256, 64, 64], ``masks`` [K, 256, 256], ``valid`` [K], ``offset`` [2] (0, 0)
+    and, with `guides`, the image's edge-snapping guide: ``colors`` [3, 256, 256] and ``extent``
+    [2] (`snap.frame_colors`).
 
     Embeddings are computed at construction with `sam`'s encoder (cached under `cache_dir` when
     given, keyed by the image bytes and `model_key`). `flip` adds mirrored copies. Masks covering
@@ -60,9 +63,11 @@ class EmbeddingDataset(torch.utils.data.Dataset):
         model_key: str = "",
         seed: int = 0,
         min_area: float = 0.0,
+        guides: bool = False,
     ) -> None:
         sam = sam.eval()
         self.items: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
+        self.guides: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.max_masks = max_masks
         self._rng = random.Random(seed)
         for s in samples:
@@ -77,6 +82,8 @@ class EmbeddingDataset(torch.utils.data.Dataset):
             for img, frames in variants:
                 emb = self._cached(sam, img, cache_dir, model_key)
                 self.items.append((emb.to(torch.float16), frames))
+                if guides:
+                    self.guides.append(frame_colors(img))
 
     @staticmethod
     def _cached(sam: Sam, image: np.ndarray, cache_dir: Path | None, model_key: str) -> torch.Tensor:
@@ -104,9 +111,12 @@ class EmbeddingDataset(torch.utils.data.Dataset):
         out = torch.zeros(K, GT_RES, GT_RES)
         for i, j in enumerate(order[:K]):
             out[i] = masks[j]
-        return {
+        item = {
             "embedding": emb.float(),
             "masks": out,
             "valid": torch.arange(K) < min(K, len(masks)),
             "offset": torch.zeros(2, dtype=torch.long),
         }
+        if self.guides:
+            item["colors"], item["extent"] = self.guides[index]
+        return item

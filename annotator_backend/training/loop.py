@@ -32,6 +32,7 @@ from torch import nn
 from ..fast_encoder import resolve_precision
 from .data import normalized_images
 from .simulate import SessionConfig, run_session
+from .snap import SnapGuide
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,9 @@ class SessionModel(nn.Module):
                 emb = batch["embedding"]
             else:
                 emb = self.sam.image_encoder(normalized_images(batch)).float()
+            guide = None
+            if self.session.edge_snap and "colors" in batch:
+                guide = SnapGuide.build(batch["colors"], batch["extent"])
             return run_session(
                 self.sam,
                 emb,
@@ -108,6 +112,7 @@ class SessionModel(nn.Module):
                 self.session,
                 self.rng,
                 full_frame="frame" in batch,
+                guide=guide,
             )
 
 

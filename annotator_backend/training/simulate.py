@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from segment_anything.modeling import Sam
 
-from .losses import hard_iou, min_over_candidates, single_loss
+from .losses import hard_iou, mask_losses, min_over_candidates, single_loss
+from .snap import SnapGuide, snap
 
 PAD, NEG, POS, BOX_TL, BOX_BR = -1, 0, 1, 2, 3
 
@@ -46,6 +47,11 @@ class SessionConfig:
     # the object is. A from-scratch decoder otherwise settles on prompt-independent saliency (a
     # pilot's outputs were identical for box and point prompts after 340 steps).
     blind_prob: float = 0.25
+    # decode as the page does: the low-res logits snapped to the image's colour edges
+    # (`snap.snap`) before the loss, the next click and ``mask_input`` see them; needs the batch's
+    # `SnapGuide` (items with ``colors`` and ``extent``), else the session runs unsnapped
+    edge_snap: bool = False
+    raw_weight: float = 0.25  # edge_snap: weight of the mask loss on the unsnapped logits too
 
 
 def embed_points(sam: Sam, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -248,11 +254,13 @@ def run_session(
     cfg: SessionConfig,
     rng: random.Random,
     full_frame: bool = False,
+    guide: SnapGuide | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Simulate a session for every valid mask of a batch and return the mean loss.
 
     emb [B, 256, E, E] (window embeddings, with grad in full mode), masks [B, K, R, R] float,
-    valid [B, K] bool, offsets [B, 2] (window position in the 1024 frame, pixels).
+    valid [B, K] bool, offsets [B, 2] (window position in the 1024 frame, pixels); guide: the
+    images' edge-snapping guides on the 4E x 4E logit grid (used when `cfg.edge_snap`).
     Returns (loss scalar, stats: iou of the first and last pass, number of masks).
     """
     B, _, E, _ = emb.shape
@@ -273,6 +281,7 @@ def run_session(
         off = offsets[img_idx].to(torch.float32)[:, None, :]  # [M, 1, 2]
         to_frame = 1.0
     src = emb[img_idx]
+    snap_guide = guide.select(img_idx) if guide is not None and cfg.edge_snap else None
     if cfg.blind_prob > 0 and torch.is_grad_enabled():
         src = src * (torch.rand(M, device=dev) >= cfg.blind_prob).to(src.dtype).view(M, 1, 1, 1)
     first_xy, first_lab, is_box = (v.to(dev) for v in first_prompts(gt, crop, cfg, rng))
@@ -299,6 +308,10 @@ def run_session(
             dense = embed_masks(sam, prev, has, E)
             logits, iou_pred = decode(sam, src, pos, sparse, dense)
             logits, iou_pred = logits.float(), iou_pred.float()
+            raw = logits
+            if snap_guide is not None:  # every candidate first, then only the one a click shows
+                shown = logits if t == 0 else logits[:, :1]
+                logits = torch.cat([snap(shown, snap_guide), logits[:, shown.shape[1] :]], 1)
             if t == 0:
                 multi, multi_iou = min_over_candidates(logits[:, 1:], iou_pred[:, 1:], gt, cfg.focal_alpha)
                 single, single_iou = single_loss(logits[:, 0], iou_pred[:, 0], gt, cfg.focal_alpha)
@@ -316,6 +329,10 @@ def run_session(
                 pick = torch.zeros(M, dtype=torch.long, device=dev)
                 stats["iou_last"] = ious.mean().item()
                 stats["passes"] = float(t + 1)
+            if snap_guide is not None and cfg.raw_weight > 0:
+                per = mask_losses(raw if t == 0 else raw[:, :1], gt, cfg.focal_alpha)
+                best = torch.where(is_box, per[:, 0], per[:, 1:].min(1).values) if t == 0 else per[:, 0]
+                loss = loss + cfg.raw_weight * best
             if t in grad_at and loss.requires_grad:
                 losses.append(loss.mean())
         prev = logits.detach()[torch.arange(M, device=dev), pick][:, None]

@@ -63,7 +63,8 @@ export function boxMean(x, h, w, c, r = RADIUS) {
   return x;
 }
 
-/** RGBA pixels (w x h) -> the mean colour in [0, 1] of each cell: Float64Array lh*lw*3. */
+/** RGBA pixels (w x h) -> the mean colour in [0, 1] of each cell (or of the pixel under its
+ * centre when no pixel centre falls in it): Float64Array lh*lw*3. */
 export function cellColors(rgba, width, height) {
   const [lw, lh] = lowResExtent(width, height);
   const s = MODEL / Math.max(width, height);
@@ -84,8 +85,15 @@ export function cellColors(rgba, width, height) {
     }
   }
   for (let k = 0; k < lh * lw; k++) {
-    const n = Math.max(counts[k], 1);
-    for (let ch = 0; ch < 3; ch++) sums[k * 3 + ch] = sums[k * 3 + ch] / n / 255;
+    if (counts[k] === 0) {
+      // an image under 256 px a side: no pixel centre in this cell, take the pixel under its centre
+      const x = Math.min(Math.floor(((k % lw) + 0.5) * cell / s), width - 1);
+      const y = Math.min(Math.floor((Math.floor(k / lw) + 0.5) * cell / s), height - 1);
+      const p = (y * width + x) * 4;
+      for (let ch = 0; ch < 3; ch++) sums[k * 3 + ch] = rgba[p + ch] / 255;
+      continue;
+    }
+    for (let ch = 0; ch < 3; ch++) sums[k * 3 + ch] = sums[k * 3 + ch] / counts[k] / 255;
   }
   return sums;
 }
