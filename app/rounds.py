@@ -91,6 +91,7 @@ def _round_config() -> RoundConfig:
         minutes=minutes,
         steps=steps,
         eval_limit=_int("eval_limit"),
+        edge_snap=form.get("edge_snap", "on") != "off",
         name=form.get("name", "").strip()[:200] or None,
     )
 

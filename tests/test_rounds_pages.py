@@ -145,6 +145,7 @@ def test_start_watch_compare_promote_discard(app, world) -> None:  # noqa: ANN00
     with session_factory(settings.database_url)() as s:
         assert s.get(ModelVersion, child_id).is_active and not s.get(ModelVersion, base_id).is_active
         assert s.get(ModelVersion, base_id).info["discarded"]["by"] is not None
+        assert s.get(Job, job_id).params["edge_snap"] is True  # the form's default: as the page decodes
 
 
 def test_cancel_a_round_and_watch_only_rounds(app, world) -> None:  # noqa: ANN001
