@@ -96,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="train the round on unsnapped logits (the page snaps them: see retrain.RoundConfig)",
     )
+    ap.add_argument(
+        "--train-options",
+        type=json.loads,
+        default={},
+        help="training overrides as JSON, as `annotator retrain --options '{\"train_options\": ...}'`",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
@@ -139,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 minutes=args.minutes,
                 lr=args.lr,
                 edge_snap=not args.no_edge_snap,
+                train_options=args.train_options,
                 name="data-engine demo round",
             )
             report = run_round(s, settings, cfg, progress=_log_progress())
@@ -160,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "minutes": args.minutes,
             "lr": args.lr,
             "edge_snap": not args.no_edge_snap,
+            "train_options": args.train_options,
         },
         "total_seconds": round(time.time() - started, 1),
     }

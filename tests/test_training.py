@@ -312,7 +312,7 @@ def test_decoder_sessions_decode_as_the_page_with_edge_snapping(tmp_path: Path, 
 def test_embedding_dataset_drops_small_masks_and_empty_images() -> None:
     sam = build_bootstrap_sam()
     samples = synthetic_samples(2, size=96)
-    areas = [[float(frame_mask(m).mean()) for m in s.load()[1]] for s in samples]
+    areas = [[float(frame_mask(m).float().mean()) for m in s.load()[1]] for s in samples]
     cut = float(np.median([a for row in areas for a in row]))
     ds = EmbeddingDataset(samples, sam, max_masks=2, flip=False, min_area=cut)
     kept = [[a for a in row if a >= cut] for row in areas]

@@ -2,7 +2,7 @@
 
 Each image is embedded once with the official preprocessing (and, optionally, once more
 mirrored), then every item is the cached ``[256, 64, 64]`` embedding and up to K of its masks in
-the padded 1024 frame at 256x256: the window is the whole frame (offset 0).
+the padded 1024 frame at 512x512 (`GT_RES`): the window is the whole frame (offset 0).
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from .data import Sample
 from .snap import frame_colors
 
-GT_RES = 256
+# side of the target masks in the padded 1024 frame: finer than the 256 x 256 logits, which the
+# losses upsample bilinearly (as the page upscales them), so the decoder learns where a boundary
+# falls inside a logit cell; high-IoU refinement depends on it
+GT_RES = 512
 
 
 def embed_image(sam: Sam, image: np.ndarray) -> torch.Tensor:
@@ -33,18 +36,19 @@ def embed_image(sam: Sam, image: np.ndarray) -> torch.Tensor:
 
 
 def frame_mask(mask: np.ndarray, res: int = GT_RES) -> torch.Tensor:
-    """Bool [H, W] -> float [res, res] in the padded 1024 frame (area-resampled, thresholded)."""
+    """Bool [H, W] -> bool [res, res] in the padded 1024 frame (area-resampled, thresholded)."""
     h, w = mask.shape
     s = res / max(h, w)
     rh, rw = max(1, round(h * s)), max(1, round(w * s))
     m = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size=(rh, rw), mode="area")[0, 0]
-    out = torch.zeros(res, res)
-    out[:rh, :rw] = (m > 0.5).float()
+    out = torch.zeros(res, res, dtype=torch.bool)
+    out[:rh, :rw] = m > 0.5
     return out
 
 
 class EmbeddingDataset(torch.utils.data.Dataset):
-    """Items ``embedding`` [256, 64, 64], ``masks`` [K, 256, 256], ``valid`` [K], ``offset`` [2] (0, 0)
+    """Items ``embedding`` [256, 64, 64], ``masks`` [K, 512, 512] (GT_RES), ``valid`` [K], ``offset``
+    [2] (0, 0)
     and, with `guides`, the image's edge-snapping guide: ``colors`` [3, 256, 256] and ``extent``
     [2] (`snap.frame_colors`).
 
@@ -72,7 +76,7 @@ class EmbeddingDataset(torch.utils.data.Dataset):
         self._rng = random.Random(seed)
         for s in samples:
             image, masks = s.load()
-            kept = [(m, f) for m in masks if (f := frame_mask(m)).mean() >= min_area]
+            kept = [(m, f) for m in masks if (f := frame_mask(m)).float().mean() >= min_area]
             if not kept:
                 continue
             variants = [(image, [f for _, f in kept])]
@@ -108,7 +112,7 @@ class EmbeddingDataset(torch.utils.data.Dataset):
         K = self.max_masks
         order = list(range(len(masks)))
         self._rng.shuffle(order)
-        out = torch.zeros(K, GT_RES, GT_RES)
+        out = torch.zeros(K, GT_RES, GT_RES)  # float targets
         for i, j in enumerate(order[:K]):
             out[i] = masks[j]
         item = {
