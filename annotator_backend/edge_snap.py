@@ -15,7 +15,9 @@ logits are what the page shows, stores and feeds back as ``mask_input``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,6 +27,7 @@ RADIUS = 6  # window half-size in low-res cells (13 x 13 cells)
 EPS = 1e-3  # regularisation of the colour covariance (colours in [0, 1])
 CLIP = 1e-4  # q is kept in [CLIP, 1 - CLIP]: logits within about +-9.2
 MAX_LOGIT = 50.0  # sigmoid's argument is clipped to +-MAX_LOGIT
+T = TypeVar("T")  # an array type: numpy here, torch in training/snap.py
 
 
 @dataclass
@@ -77,20 +80,17 @@ def cell_colors(image: np.ndarray) -> np.ndarray:
     return colors
 
 
-def image_guide(image: np.ndarray) -> Guide:
-    """The per-image part of the filter, computed once per image (uint8 [H, W, 3])."""
-    colors = cell_colors(image)
-    means = box_mean(colors)
-    r, g, b = (colors[..., i] for i in range(3))
-    mr, mg, mb = (means[..., i] for i in range(3))
-    prods = np.stack([r * r, r * g, r * b, g * g, g * b, b * b], axis=-1)
-    m = box_mean(prods)
-    srr = m[..., 0] - mr * mr + EPS
-    srg = m[..., 1] - mr * mg
-    srb = m[..., 2] - mr * mb
-    sgg = m[..., 3] - mg * mg + EPS
-    sgb = m[..., 4] - mg * mb
-    sbb = m[..., 5] - mb * mb + EPS
+def inverse_covariance(means: Sequence[T], prods: Sequence[T]) -> list[T]:
+    """The window colour covariance + EPS I, inverted, from the window means of the colours
+    (r, g, b) and of their products (rr rg rb gg gb bb): its six entries (rr rg rb gg gb bb).
+    Elementwise arithmetic only, so numpy arrays and torch tensors (training/snap.py) alike."""
+    mr, mg, mb = means
+    srr = prods[0] - mr * mr + EPS
+    srg = prods[1] - mr * mg
+    srb = prods[2] - mr * mb
+    sgg = prods[3] - mg * mg + EPS
+    sgb = prods[4] - mg * mb
+    sbb = prods[5] - mb * mb + EPS
     # adjugate / determinant of the symmetric 3x3 matrix
     irr = sgg * sbb - sgb * sgb
     irg = srb * sgb - srg * sbb
@@ -99,7 +99,19 @@ def image_guide(image: np.ndarray) -> Guide:
     igb = srb * srg - srr * sgb
     ibb = srr * sgg - srg * srg
     det = srr * irr + srg * irg + srb * irb
-    inverse = np.stack([irr, irg, irb, igg, igb, ibb], axis=-1) / det[..., None]
+    return [v / det for v in (irr, irg, irb, igg, igb, ibb)]
+
+
+def image_guide(image: np.ndarray) -> Guide:
+    """The per-image part of the filter, computed once per image (uint8 [H, W, 3])."""
+    colors = cell_colors(image)
+    means = box_mean(colors)
+    r, g, b = (colors[..., i] for i in range(3))
+    mr, mg, mb = (means[..., i] for i in range(3))
+    prods = np.stack([r * r, r * g, r * b, g * g, g * b, b * b], axis=-1)
+    m = box_mean(prods)
+    parts = inverse_covariance((mr, mg, mb), [m[..., i] for i in range(6)])
+    inverse = np.stack(parts, axis=-1)
     return Guide(colors=colors, means=means, inverse=inverse)
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..decoding import LOW_RES, low_res_extent
-from ..edge_snap import CLIP, EPS, MAX_LOGIT, RADIUS, cell_colors
+from ..edge_snap import CLIP, MAX_LOGIT, RADIUS, cell_colors, inverse_covariance
 
 
 def frame_colors(image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,21 +66,8 @@ class SnapGuide:
         r, g, b = colors.unbind(1)
         prods = torch.stack([r * r, r * g, r * b, g * g, g * b, b * b], 1)
         m = box_sum(prods) / count
-        mr, mg, mb = means.unbind(1)
-        srr = m[:, 0] - mr * mr + EPS
-        srg = m[:, 1] - mr * mg
-        srb = m[:, 2] - mr * mb
-        sgg = m[:, 3] - mg * mg + EPS
-        sgb = m[:, 4] - mg * mb
-        sbb = m[:, 5] - mb * mb + EPS
-        irr = sgg * sbb - sgb * sgb
-        irg = srb * sgb - srg * sbb
-        irb = srg * sgb - srb * sgg
-        igg = srr * sbb - srb * srb
-        igb = srb * srg - srr * sgb
-        ibb = srr * sgg - srg * srg
-        det = srr * irr + srg * irg + srb * irb
-        inverse = torch.stack([irr, irg, irb, igg, igb, ibb], 1) / det[:, None]
+        parts = inverse_covariance(means.unbind(1), m.unbind(1))
+        inverse = torch.stack(parts, 1)
         return cls(area=area, count=count, colors=colors, means=means, inverse=inverse)
 
     def select(self, index: torch.Tensor) -> SnapGuide:
