@@ -1,6 +1,6 @@
 """One retraining round of the data engine: stored masks -> training -> held-out comparison -> new version.
 
-Every project has a fixed held-out split (a fifth of its images, chosen by content hash, so the
+Every project has a fixed held-out split (`round_data`: a fifth of its images, chosen by content hash, so the
 split never moves as images are added). A round trains a copy of the base version on the masks
 of the other images, evaluates parent and child on the held-out masks with the exported ONNX
 decoder (as the browser runs it), and registers the child, inactive, in one transaction at the
@@ -15,7 +15,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
@@ -26,15 +25,13 @@ import torch
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from . import rle as rlelib
 from .config import Settings
-from .images import image_path
 from .jobs import JobContext, handler, submit
 from .model_registry import activate_version, active_version, ensure_onnx, get_version, import_checkpoint
-from .models import Embedding, Image, Job, JobStatus, Mask, MaskStatus, ModelVersion, Project, utcnow
+from .models import Embedding, Image, Job, JobStatus, ModelVersion, Project, utcnow
+from .round_data import SOURCES, held_out_objects, project_masks, training_samples
 from .sam_factory import load_sam
 
-SOURCES = ("accepted", "verified", "import")
 MODES = ("decoder", "full")
 MAX_MINUTES = 24 * 60
 MAX_STEPS = 1_000_000
@@ -51,11 +48,6 @@ Progress = Callable[[dict[str, Any]], None]
 
 class RetrainError(ValueError):
     """A round that cannot run, or a promotion/discard that is not allowed."""
-
-
-def is_held_out(sha256: str) -> bool:
-    """The fixed held-out split: images whose content hash falls in one fifth of the space."""
-    return int(sha256[:8], 16) % 5 == 0
 
 
 @dataclass
@@ -106,57 +98,6 @@ class RoundConfig:
         out = asdict(self)
         out["sources"] = list(self.sources)
         return out
-
-
-def _mask_filter(sources: tuple[str, ...]):  # noqa: ANN202
-    kept = [MaskStatus.accepted.value, MaskStatus.verified.value]
-    conds = []
-    if "accepted" in sources:
-        conds.append((Mask.status == MaskStatus.accepted.value) & (Mask.source != "import"))
-    if "verified" in sources:
-        conds.append((Mask.status == MaskStatus.verified.value) & (Mask.source != "import"))
-    if "import" in sources:
-        conds.append((Mask.source == "import") & Mask.status.in_(kept))
-    return or_(*conds)
-
-
-def project_masks(
-    session: Session, project_id: int, sources: tuple[str, ...], held_out: bool
-) -> dict[Image, list[Mask]]:
-    """Masks of the project's training split (or held-out split), grouped by image."""
-    rows = session.execute(
-        select(Image, Mask)
-        .join(Mask, Mask.image_id == Image.id)
-        .where(Image.project_id == project_id, _mask_filter(tuple(sources)))
-        .order_by(Image.id, Mask.id)
-    )
-    grouped: dict[Image, list[Mask]] = defaultdict(list)
-    for image, mask in rows:
-        if is_held_out(image.sha256) == held_out:
-            grouped[image].append(mask)
-    return dict(grouped)
-
-
-def _decode(image: Image, mask: Mask):  # noqa: ANN202
-    return rlelib.decode({"size": [image.height, image.width], "counts": mask.rle_counts})
-
-
-def training_samples(settings: Settings, grouped: dict[Image, list[Mask]]) -> list:
-    from .training import Sample
-
-    return [
-        Sample(image_path(settings, img), [_decode(img, m) for m in masks]) for img, masks in grouped.items()
-    ]
-
-
-def held_out_objects(settings: Settings, grouped: dict[Image, list[Mask]], limit: int | None) -> list[tuple]:
-    """(name, image path, gt mask, ignore) of the held-out masks, grouped by image."""
-    objects = [
-        (f"mask{m.id}", image_path(settings, img), _decode(img, m), None)
-        for img, masks in grouped.items()
-        for m in masks
-    ]
-    return objects[:limit] if limit else objects
 
 
 def is_discarded(version: ModelVersion) -> bool:

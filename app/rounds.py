@@ -23,7 +23,6 @@ from annotator_backend.access import can
 from annotator_backend.db import session_factory
 from annotator_backend.models import Job, JobStatus, ModelVersion, Project, User
 from annotator_backend.retrain import (
-    SOURCES,
     RetrainError,
     RoundConfig,
     check_round,
@@ -31,6 +30,7 @@ from annotator_backend.retrain import (
     is_discarded,
     promote,
 )
+from annotator_backend.round_data import SOURCES
 
 from .database import db, settings
 from .projects import check

@@ -29,12 +29,11 @@ from annotator_backend.retrain import (
     RoundConfig,
     discard,
     ensure_embed_job,
-    is_held_out,
-    project_masks,
     promote,
     run_round,
     serving_version,
 )
+from annotator_backend.round_data import is_held_out, project_masks
 from annotator_backend.sam_factory import build_sam
 
 from .conftest import make_settings, write_image
