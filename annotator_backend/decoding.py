@@ -8,8 +8,10 @@ page agree:
   the highest predicted IoU; anything more uses output 0 (the single-mask token);
 * islands (8-connected regions of positive low-res logits) that no prompt touches are set to
   `ISLAND_LOGIT` in all four outputs when some region is touched (`drop_islands`);
-* with the image at hand (an `edge_snap.Guide`), the shown outputs (1..3 for a single
-  positive point, else 0) are snapped to the image's colour edges (`edge_snap.snap_masks`);
+* a point whose low-res cell the shown outputs (1..3 for a single positive point, else 0) put
+  on the wrong side gets a local bump of the logits (`click_rule.enforce_clicks`);
+* with the image at hand (an `edge_snap.Guide`), the shown outputs are snapped to the image's
+  colour edges (`edge_snap.snap_masks`), and the click rule is applied once more;
 * the chosen low-res logits of the previous step are fed back as ``mask_input`` when
   ``feed_mask`` is on;
 * logits are cropped to the image's part of the padded 256x256 frame, upscaled bilinearly to
@@ -225,11 +227,16 @@ def finish_masks(
     guide: Guide | None,
     outputs: list[int],
 ) -> np.ndarray:
-    """The decoder's raw outputs [4, 256, 256] -> what the page shows: `drop_islands`, then,
-    with a guide, `edge_snap.snap_masks` of `outputs`."""
-    from .edge_snap import snap_masks  # edge_snap builds on this module's grid
+    """The decoder's raw outputs [4, 256, 256] -> what the page shows: `drop_islands`, the
+    click rule on `outputs` (`click_rule.enforce_clicks`), then, with a guide,
+    `edge_snap.snap_masks` of `outputs` and the click rule once more."""
+    from .click_rule import enforce_clicks  # both build on this module's grid
+    from .edge_snap import snap_masks
 
-    return snap_masks(drop_islands(masks, coords, labels, mask_input), guide, outputs)
+    out = enforce_clicks(drop_islands(masks, coords, labels, mask_input), coords, labels, outputs)
+    if guide is None:
+        return out
+    return enforce_clicks(snap_masks(out, guide, outputs), coords, labels, outputs)
 
 
 def mask_from_logits(low_res: np.ndarray, width: int, height: int) -> np.ndarray:

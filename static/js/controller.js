@@ -156,8 +156,8 @@ export class Annotator {
         return last;
       }
       if (res.type !== "decoded" || !target || res.key !== this.key) return last;
-      const { masks, iou, index, decodeMs, full, unsnapped, guide } = res;
-      target.result = { masks, iou, index, decodeMs, full, unsnapped, guide };
+      const { masks, iou, index, decodeMs, full, unsnapped, guide, prompt } = res;
+      target.result = { masks, iou, index, decodeMs, full, unsnapped, guide, prompt };
       this.settle(target, res.decodeMs);
       this.decodes++;
       last = res;

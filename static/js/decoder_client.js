@@ -141,7 +141,8 @@ export class DecoderClient {
   /**
    * One decode, sent now. Resolves {type: "decoded", ...} or {type: "dropped"} when the
    * worker superseded it with a newer one. A decoded reply with `unsnapped` candidates comes
-   * with the image's `guide`, to snap them when picked (prompts.chosenLogits).
+   * with the image's `guide` and the request's `prompt`, to snap them when picked
+   * (prompts.chosenLogits).
    */
   decode(key, req) {
     // req.maskInput is the request's own copy (draft.request): moved to the worker, not cloned.
@@ -157,7 +158,8 @@ export class DecoderClient {
       multimask: req.multimask,
       size: req.size,
     };
-    const attach = (msg) => (msg.unsnapped?.length ? { ...msg, guide: this.guides.get(key) } : msg);
+    const prompt = { coords: req.coords, labels: req.labels, count: req.count };
+    const attach = (msg) => (msg.unsnapped?.length ? { ...msg, guide: this.guides.get(key), prompt } : msg);
     return this.call("decode", body, maskInput ? [maskInput.buffer] : []).then(attach);
   }
 

@@ -9,9 +9,9 @@
 //   <- {type: "embedding-ready", id, key, loadMs, bytes, guide}   guide: edge snapping's, or null
 //   -> {type: "decode", id, key, coords, labels, count, maskInput|null, multimask, size: [w, h]}
 //   <- {type: "decoded", id, key, masks (4x256x256), iou (4), index, decodeMs, waitMs, full}
-//        the shown masks (1..3 if multimask, else 0) without untouched islands (islands.js),
-//        then snapped to the image's edges (edge_snap.js) if the image came with its embedding:
-//        the chosen one (index); `unsnapped` lists the others (the page snaps one when picked)
+//        the shown masks (1..3 if multimask, else 0) as finish.js makes them: islands, the
+//        click rule; snapped if the image came with its embedding: the chosen one (index);
+//        `unsnapped` lists the others (the page snaps one when picked)
 //   <- {type: "dropped", id, by}                      a newer decode superseded this one
 //   -> {type: "encode", id, draft}                    draft mask -> COCO RLE at image size
 //        draft: {logits|null, base: counts|null, strokes, clip: [counts], width, height}
@@ -31,8 +31,8 @@
 // graph (Float32Array h*w); its one low-res mask stands in for all four contract outputs.
 
 import { draftMaskRle } from "./composite.js";
-import { bitmapGuide, snapMasks } from "./edge_snap.js";
-import { dropIslands } from "./islands.js";
+import { bitmapGuide } from "./edge_snap.js";
+import { finishShown } from "./finish.js";
 import { pickIndex } from "./prompts.js";
 import { webgpuMissing } from "./webgpu.js";
 
@@ -212,10 +212,9 @@ async function run(image, coords, labels, count, maskInput, size, multimask, gui
   const out = await serially(() => session.run(feeds));
   if (format !== "official") {
     const [masks, iou] = [out.low_res_masks.data, out.iou_predictions.data];
-    dropIslands(masks, coords, labels, count, maskInput, multimask ? [1, 2, 3] : [0]);
     // the chosen output is snapped now, the other candidates when picked (prompts.chosenLogits)
     const chosen = pickIndex(iou, multimask);
-    if (guide) snapMasks(masks, [chosen], guide);
+    finishShown(masks, { coords, labels, count }, maskInput, multimask ? [1, 2, 3] : [0], chosen, guide);
     const unsnapped = guide && multimask ? [1, 2, 3].filter((k) => k !== chosen) : [];
     return { masks, iou, full: null, unsnapped };
   }

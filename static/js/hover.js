@@ -43,8 +43,8 @@ const methods = {
         if (this.hoverFlight === flight) this.hoverFlight = null;
         const ok = res.type === "decoded" && res.key === this.key;
         const i = res.index;
-        const { masks, iou, decodeMs, full, unsnapped, guide } = res;
-        const result = ok ? { masks, iou, index: i, decodeMs, full, unsnapped, guide } : null;
+        const { masks, iou, decodeMs, full, unsnapped, guide, prompt } = res;
+        const result = ok ? { masks, iou, index: i, decodeMs, full, unsnapped, guide, prompt } : null;
         flight.done(result);
         if (!ok) return;
         this.hoverResult = { x: flight.x, y: flight.y, ...result, logits: res.masks.subarray(i * 65536, (i + 1) * 65536) };
@@ -62,8 +62,8 @@ const methods = {
   previewFor(x, y) {
     const hv = this.hoverResult;
     if (hv && hv.x === x && hv.y === y) {
-      const { masks, iou, index, decodeMs, full, unsnapped, guide } = hv;
-      return { result: { masks, iou, index, decodeMs, full, unsnapped, guide } };
+      const { masks, iou, index, decodeMs, full, unsnapped, guide, prompt } = hv;
+      return { result: { masks, iou, index, decodeMs, full, unsnapped, guide, prompt } };
     }
     const fl = this.hoverFlight;
     if (fl && fl.x === x && fl.y === y && fl.key === this.key) return { awaiting: fl.promise };

@@ -6,9 +6,10 @@
 //     accepted mask, that mask (masks.maskInputFromBinary); else none;
 //   * a single positive point with no box and no mask_input uses the multimask outputs 1..3
 //     and shows the best predicted IoU (the annotator may pick another); else output 0;
-//   * the worker drops the islands the prompt does not touch (islands.js).
+//   * the worker drops the islands the prompt does not touch (islands.js) and applies the
+//     click rule (clicks.js): each point ends on the side its label asks for.
 
-import { snapLogits } from "./edge_snap.js";
+import { snapOutput } from "./finish.js";
 import { modelInputs } from "./geometry.js";
 
 export const LOW_RES_PIXELS = 256 * 256;
@@ -46,9 +47,9 @@ export function chosenLogits(entry, overrides) {
   if (i < 0) return null;
   const r = entry.result;
   if (r.unsnapped?.includes(i) && r.guide) {
-    // A candidate the worker left unsnapped: snapped once, when first chosen (edge_snap.js).
+    // A candidate the worker left unsnapped: snapped once, when first chosen (finish.js).
     // The list goes with the masks (a hover preview's result is shared): changed in place.
-    snapLogits(r.masks, i * LOW_RES_PIXELS, r.guide);
+    snapOutput(r.masks, i, r.prompt, r.guide);
     r.unsnapped.splice(r.unsnapped.indexOf(i), 1);
   }
   return r.masks.subarray(i * LOW_RES_PIXELS, (i + 1) * LOW_RES_PIXELS);
