@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .decoding import LOW_RES, MODEL_SIZE
+from .decoding import LOW_RES, prompt_cells
 
 SIGMA = 3.0  # bump width in low-res cells (12 px of the 1024 frame)
 RADIUS = 9  # the bump is cut 3 sigma from its centre
@@ -30,10 +30,8 @@ BUMP = np.exp(-(_d[:, None] ** 2 + _d[None, :] ** 2) / (2.0 * SIGMA * SIGMA))  #
 def point_cells(coords: np.ndarray, labels: np.ndarray) -> list[tuple[int, int, float]]:
     """The (x, y) low-res cells and signs (+1, -1) of the prompt's points, boxes left out:
     ``coords`` [1, N, 2] in the resized-1024 frame, ``labels`` [1, N] as the contract's."""
-    pts = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-    cells = np.clip(np.floor(pts * (LOW_RES / MODEL_SIZE)), 0, LOW_RES - 1).astype(int)
     out = []
-    for (x, y), v in zip(cells, np.asarray(labels).reshape(-1), strict=True):
+    for (x, y), v in zip(prompt_cells(coords), np.asarray(labels).reshape(-1), strict=True):
         if v in (0.0, 1.0):
             out.append((int(x), int(y), 1.0 if v == 1.0 else -1.0))
     return out

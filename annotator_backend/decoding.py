@@ -81,6 +81,13 @@ def upscale_logits(low_res: np.ndarray, width: int, height: int) -> np.ndarray:
     return t[0, 0].numpy()
 
 
+def prompt_cells(coords: np.ndarray) -> np.ndarray:
+    """Prompt coordinates [1, N, 2] in the resized-1024 frame -> their low-res cells [N, 2]
+    (x, y); one cell is 4x4 of that frame."""
+    pts = np.asarray(coords, dtype=np.float32).reshape(-1, 2)
+    return np.clip(np.floor(pts * (LOW_RES / MODEL_SIZE)), 0, LOW_RES - 1).astype(int)
+
+
 def drop_islands(
     masks: np.ndarray, coords: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
 ) -> np.ndarray:
@@ -93,8 +100,7 @@ def drop_islands(
     showed); the cells of the others become `ISLAND_LOGIT`. With no island touched nothing
     changes. Returns a new array when it changed. Same rule as static/js/islands.js.
     """
-    pts = np.asarray(coords, dtype=np.float32).reshape(-1, 2)
-    cells = np.clip(np.floor(pts * (LOW_RES / MODEL_SIZE)), 0, LOW_RES - 1).astype(int)
+    cells = prompt_cells(coords)
     lbl = np.asarray(labels, dtype=np.float32).reshape(-1)
     touched = np.zeros((LOW_RES, LOW_RES), dtype=bool)
     for (x, y), v in zip(cells, lbl, strict=True):

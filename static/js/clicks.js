@@ -6,6 +6,8 @@
 // after edge snapping. Same float64 arithmetic, stored as float32, as
 // annotator_backend/click_rule.py (tests/browser/test_annotate_page.py holds them together).
 
+import { cell } from "./islands.js";
+
 const SIDE = 256;
 const CELLS = SIDE * SIDE;
 export const SIGMA = 3;
@@ -19,9 +21,6 @@ for (let dy = -RADIUS; dy <= RADIUS; dy++) {
     BUMP[(dy + RADIUS) * WIDTH + dx + RADIUS] = Math.exp(-(dx * dx + dy * dy) / (2 * SIGMA * SIGMA));
   }
 }
-
-/** Grid cell of a resized-1024 coordinate (one cell is 4x4 of that frame). */
-const cell = (v) => Math.min(Math.max(Math.floor(v * 0.25), 0), SIDE - 1);
 
 /**
  * Apply the click rule in place to `outputs` of `masks` (4 x 256 x 256 logits): `coords`

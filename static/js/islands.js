@@ -15,7 +15,7 @@ const kept = new Uint8Array(CELLS);
 const stack = new Int32Array(CELLS);
 
 /** Grid cell of a resized-1024 coordinate (one cell is 4x4 of that frame). */
-const cell = (v) => Math.min(Math.max(Math.floor(v * 0.25), 0), SIDE - 1);
+export const cell = (v) => Math.min(Math.max(Math.floor(v * 0.25), 0), SIDE - 1);
 
 /** Mark in `touched` the cells the prompt touches; false when none. */
 function markPrompt(coords, labels, count, maskInput) {
