@@ -1,7 +1,7 @@
 """Play one round of the data engine on a domain the bootstrap model never saw, and measure it.
 
     .venv/bin/python scripts/data_engine_demo.py [--dataset ../shared/datasets/berkeley] \
-        [--minutes 8] [--mode decoder] [--lr 1e-4] [--no-edge-snap] [--out results.json]
+        [--minutes 8] [--mode decoder] [--lr 3e-5] [--no-edge-snap] [--out results.json]
 
 1. A fresh instance (temporary folder) with the shipped bootstrap model active, as `make run` has.
 2. The dataset's images are split in two halves by a stable hash of their names. The first half
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fraction", type=float, default=0.5, help="share of the images imported as labels")
     ap.add_argument("--minutes", type=float, default=8.0, help="the round's training budget")
     ap.add_argument("--mode", choices=("decoder", "full"), default="decoder")
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=RoundConfig.lr)
     ap.add_argument(
         "--no-edge-snap",
         action="store_true",
