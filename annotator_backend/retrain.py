@@ -60,8 +60,9 @@ class RoundConfig:
     mode: str = "decoder"  # "decoder" (encoder frozen, cached embeddings) or "full"
     minutes: float | None = 10.0
     steps: int | None = None
-    # 3e-5: on the data-engine demo (README) two rounds from bootstrap (j) at 3e-5 lowered NoC@85
-    # and NoC@90 on the unseen half, where both at 1e-4 raised NoC@85; (j) itself gained at 3e-5
+    # 3e-5: on the data-engine demo (README) three rounds from bootstrap (j) at 3e-5 lowered NoC@90
+    # on the unseen half (NoC@85 in two, level in one), where both at 1e-4 raised NoC@85; (j)
+    # itself gained at 3e-5
     lr: float = 3e-5
     eval_limit: int | None = None  # held-out objects to evaluate, None for all
     eval_max_clicks: int = 20
