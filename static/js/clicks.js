@@ -4,7 +4,7 @@
 // side: l += s (|l_c| + MARGIN) g, s = +1 for a positive point, -1 for a negative one. Points
 // the decoder honours change nothing. The worker applies it after the islands rule and again
 // after edge snapping. Same float64 arithmetic, stored as float32, as
-// annotator_backend/click_rule.py (tests/browser/test_annotate_page.py holds them together).
+// annotator_backend/click_rule.py (tests/browser/test_click_rule.py holds them together).
 
 import { cell } from "./islands.js";
 
