@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--blind-prob", type=float, default=0.25, help="sessions that see a blank embedding (prompts only)"
     )
+    ap.add_argument(
+        "--zoom-frames", type=int, default=0, help="decoder-only: extra crops per image, zoomed 1.3-2x"
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     ap.add_argument("--limit", type=int, default=None, help="images per training set (pilots)")
     ap.add_argument("--export-only", action="store_true", help="export + evaluate the last checkpoint")
@@ -239,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                 model_key=hashlib.sha256(args.init.read_bytes()).hexdigest(),
                 min_area=args.min_area,
                 guides=args.edge_snap,
+                zoom_frames=args.zoom_frames,
             )
             log.info("embedded %d frames (images and mirrors) in %.0fs", len(dataset), time.time() - t)
         else:

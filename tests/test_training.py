@@ -19,7 +19,7 @@ from annotator_backend.onnx_export import DecoderOnnxModel
 from annotator_backend.sam_factory import build_bootstrap_sam
 from annotator_backend.training import AugmentConfig, CropDataset, Sample, SessionConfig, TrainConfig, train
 from annotator_backend.training.data import SyntheticShapes, folder_samples, normalized_images
-from annotator_backend.training.embeddings import EmbeddingDataset, frame_mask
+from annotator_backend.training.embeddings import EmbeddingDataset, frame_mask, zoomed_crop
 from annotator_backend.training.loop import align_attention_init
 from annotator_backend.training.losses import mask_losses, min_over_candidates
 from annotator_backend.training.simulate import (
@@ -319,6 +319,21 @@ def test_embedding_dataset_drops_small_masks_and_empty_images() -> None:
     assert len(ds) == sum(1 for row in kept if row)
     assert [int(it["valid"].sum()) for it in ds] == [len(row) for row in kept if row]
     assert len(EmbeddingDataset(samples, sam, flip=False, min_area=1.0)) == 0
+
+
+def test_zoomed_crop_keeps_aspect_and_its_object() -> None:
+    image = np.zeros((60, 80, 3), dtype=np.uint8)
+    obj = np.zeros((60, 80), dtype=bool)
+    obj[40:50, 60:75] = True  # near the bottom-right corner
+    for seed in range(5):
+        crop, (c_obj, c_rest) = zoomed_crop(image, [obj, ~obj], random.Random(seed))
+        h, w = crop.shape[:2]
+        assert 30 <= h <= 47 and abs(w / h - 80 / 60) < 0.05  # 1.3-2x, aspect kept
+        assert c_obj.shape == (h, w) and c_rest.sum() == h * w - c_obj.sum()  # cropped alike
+    crop, (c_obj,) = zoomed_crop(image, [obj], random.Random(0))
+    assert c_obj.sum() == obj.sum()  # the chosen object stays whole
+    ds = EmbeddingDataset(synthetic_samples(1, size=48), build_bootstrap_sam(), max_masks=2, zoom_frames=1)
+    assert len(ds) == 3  # image, mirror, one crop
 
 
 DDP_SCRIPT = """

@@ -46,6 +46,23 @@ def frame_mask(mask: np.ndarray, res: int = GT_RES) -> torch.Tensor:
     return out
 
 
+def zoomed_crop(
+    image: np.ndarray, masks: Sequence[np.ndarray], rng: random.Random, zoom: tuple[float, float] = (1.3, 2.0)
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A crop of `image` [H, W, 3] with its aspect ratio, 1/zoom of its size, around the box of
+    one of `masks` (bool [H, W]) chosen at random, and the masks cropped alike."""
+    h, w = image.shape[:2]
+    z = rng.uniform(*zoom)
+    ch, cw = max(1, round(h / z)), max(1, round(w / z))
+    ys, xs = np.nonzero(masks[rng.randrange(len(masks))])
+    cy = (ys.min() + ys.max()) / 2 if len(ys) else h / 2
+    cx = (xs.min() + xs.max()) / 2 if len(xs) else w / 2
+    y0 = int(min(max(0, round(cy - ch / 2)), h - ch))
+    x0 = int(min(max(0, round(cx - cw / 2)), w - cw))
+    crop = np.ascontiguousarray(image[y0 : y0 + ch, x0 : x0 + cw])
+    return crop, [np.ascontiguousarray(m[y0 : y0 + ch, x0 : x0 + cw]) for m in masks]
+
+
 class EmbeddingDataset(torch.utils.data.Dataset):
     """Items ``embedding`` [256, 64, 64], ``masks`` [K, 512, 512] (GT_RES), ``valid`` [K], ``offset``
     [2] (0, 0)
@@ -53,8 +70,10 @@ class EmbeddingDataset(torch.utils.data.Dataset):
     [2] (`snap.frame_colors`).
 
     Embeddings are computed at construction with `sam`'s encoder (cached under `cache_dir` when
-    given, keyed by the image bytes and `model_key`). `flip` adds mirrored copies. Masks covering
-    less than `min_area` of the padded frame are dropped, and images left without masks.
+    given, keyed by the image bytes and `model_key`). `flip` adds mirrored copies; `zoom_frames`
+    adds that many crops per image around one of its objects (`zoomed_crop`), which the encoder
+    sees at 1.3-2x. Masks covering less than `min_area` of the padded frame are dropped, and
+    images left without masks.
     """
 
     def __init__(
@@ -68,6 +87,7 @@ class EmbeddingDataset(torch.utils.data.Dataset):
         seed: int = 0,
         min_area: float = 0.0,
         guides: bool = False,
+        zoom_frames: int = 0,
     ) -> None:
         sam = sam.eval()
         self.items: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
@@ -83,6 +103,11 @@ class EmbeddingDataset(torch.utils.data.Dataset):
             if flip:
                 mirrored = [frame_mask(np.ascontiguousarray(m[:, ::-1])) for m, _ in kept]
                 variants.append((np.ascontiguousarray(image[:, ::-1]), mirrored))
+            for _ in range(zoom_frames):
+                img, crops = zoomed_crop(image, [m for m, _ in kept], self._rng)
+                frames = [f for m in crops if (f := frame_mask(m)).float().mean() >= min_area]
+                if frames:
+                    variants.append((img, frames))
             for img, frames in variants:
                 emb = self._cached(sam, img, cache_dir, model_key)
                 self.items.append((emb.to(torch.float16), frames))
