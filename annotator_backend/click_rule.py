@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .decoding import LOW_RES, prompt_cells
+from .decoding import prompt_cells
 
 SIGMA = 3.0  # bump width in low-res cells (12 px of the 1024 frame)
 RADIUS = 9  # the bump is cut 3 sigma from its centre
@@ -27,11 +27,11 @@ _d = np.arange(-RADIUS, RADIUS + 1, dtype=np.float64)
 BUMP = np.exp(-(_d[:, None] ** 2 + _d[None, :] ** 2) / (2.0 * SIGMA * SIGMA))  # [2R+1, 2R+1]
 
 
-def point_cells(coords: np.ndarray, labels: np.ndarray) -> list[tuple[int, int, float]]:
-    """The (x, y) low-res cells and signs (+1, -1) of the prompt's points, boxes left out:
-    ``coords`` [1, N, 2] in the resized-1024 frame, ``labels`` [1, N] as the contract's."""
+def point_cells(cells: np.ndarray, labels: np.ndarray) -> list[tuple[int, int, float]]:
+    """The (x, y) cells [N, 2] of the prompt's points with their signs (+1, -1), boxes and
+    padding left out; ``labels`` [N] as the contract's."""
     out = []
-    for (x, y), v in zip(prompt_cells(coords), np.asarray(labels).reshape(-1), strict=True):
+    for (x, y), v in zip(cells, np.asarray(labels).reshape(-1), strict=True):
         if v in (0.0, 1.0):
             out.append((int(x), int(y), 1.0 if v == 1.0 else -1.0))
     return out
@@ -40,19 +40,29 @@ def point_cells(coords: np.ndarray, labels: np.ndarray) -> list[tuple[int, int, 
 def enforce_clicks(
     masks: np.ndarray, coords: np.ndarray, labels: np.ndarray, outputs: list[int]
 ) -> np.ndarray:
-    """Low-res logits [M, 256, 256] with the click rule applied to `outputs`; a new array when
-    something changed, else `masks` itself."""
+    """Low-res logits [M, 256, 256] with the click rule applied to `outputs` (``coords``
+    [1, N, 2] in the resized-1024 frame, ``labels`` [1, N]); a new array when something
+    changed, else `masks` itself."""
+    return enforce_clicks_at(masks, prompt_cells(coords), labels, outputs)
+
+
+def enforce_clicks_at(
+    masks: np.ndarray, cells: np.ndarray, labels: np.ndarray, outputs: list[int]
+) -> np.ndarray:
+    """`enforce_clicks` on any square grid: logits [M, L, L], the prompt's cells [N, 2] (x, y)
+    on that grid, ``labels`` [N]."""
     out = masks
-    cells = point_cells(coords, labels)
+    size = masks.shape[-1]
+    points = point_cells(cells, labels)
     for k in outputs:
-        for x, y, s in cells:
+        for x, y, s in points:
             logit = float(out[k, y, x])
             if s * logit > 0.0:
                 continue
             if out is masks:
                 out = masks.copy()
-            y0, y1 = max(y - RADIUS, 0), min(y + RADIUS + 1, LOW_RES)
-            x0, x1 = max(x - RADIUS, 0), min(x + RADIUS + 1, LOW_RES)
+            y0, y1 = max(y - RADIUS, 0), min(y + RADIUS + 1, size)
+            x0, x1 = max(x - RADIUS, 0), min(x + RADIUS + 1, size)
             bump = BUMP[y0 - y + RADIUS : y1 - y + RADIUS, x0 - x + RADIUS : x1 - x + RADIUS]
             window = out[k, y0:y1, x0:x1].astype(np.float64)
             out[k, y0:y1, x0:x1] = (window + s * (abs(logit) + MARGIN) * bump).astype(np.float32)

@@ -100,9 +100,17 @@ def drop_islands(
     showed); the cells of the others become `ISLAND_LOGIT`. With no island touched nothing
     changes. Returns a new array when it changed. Same rule as static/js/islands.js.
     """
-    cells = prompt_cells(coords)
+    return drop_islands_at(masks, prompt_cells(coords), labels, mask_input)
+
+
+def drop_islands_at(
+    masks: np.ndarray, cells: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
+) -> np.ndarray:
+    """`drop_islands` on any square grid: logits [M, L, L], the prompt's cells [N, 2] (x, y) on
+    that grid, ``labels`` [N] as the contract's, ``mask_input`` [L, L] or None."""
+    size = masks.shape[-1]
     lbl = np.asarray(labels, dtype=np.float32).reshape(-1)
-    touched = np.zeros((LOW_RES, LOW_RES), dtype=bool)
+    touched = np.zeros((size, size), dtype=bool)
     for (x, y), v in zip(cells, lbl, strict=True):
         touched[y, x] |= v == 1
     corners = [cells[lbl == 2], cells[lbl == 3]]
@@ -110,7 +118,7 @@ def drop_islands(
         (x0, y0), (x1, y1) = corners[0][0], corners[1][0]
         touched[y0 : y1 + 1, x0 : x1 + 1] = True
     if mask_input is not None:
-        touched |= np.asarray(mask_input).reshape(LOW_RES, LOW_RES) > 0
+        touched |= np.asarray(mask_input).reshape(size, size) > 0
     if not touched.any():
         return masks
     out = masks

@@ -23,6 +23,7 @@ from scipy import ndimage
 from segment_anything.modeling import Sam
 
 from .losses import hard_iou, mask_losses, min_over_candidates, single_loss
+from .page_rules import shown_logits
 from .snap import SnapGuide, snap
 
 PAD, NEG, POS, BOX_TL, BOX_BR = -1, 0, 1, 2, 3
@@ -52,6 +53,9 @@ class SessionConfig:
     # `SnapGuide` (items with ``colors`` and ``extent``), else the session runs unsnapped
     edge_snap: bool = False
     raw_weight: float = 0.25  # edge_snap: weight of the mask loss on the unsnapped logits too
+    # the next click and ``mask_input`` see the shown mask after the page's islands and click
+    # rules too (`page_rules.shown_logits`); the loss does not
+    page_rules: bool = False
 
 
 def embed_points(sam: Sam, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -335,7 +339,15 @@ def run_session(
                 loss = loss + cfg.raw_weight * best
             if t in grad_at and loss.requires_grad:
                 losses.append(loss.mean())
-        prev = logits.detach()[torch.arange(M, device=dev), pick][:, None]
+        rows = torch.arange(M, device=dev)
+        if cfg.page_rules:
+            scale = L / (crop * to_frame)
+            fed = has if prev is not None else torch.zeros(M, dtype=torch.bool)
+            mask_in = prev[:, 0] if prev is not None else None
+            chosen = raw.detach()[rows, pick]
+            prev = shown_logits(chosen, coords, labels, off, scale, mask_in, fed, snap_guide)[:, None]
+        else:
+            prev = logits.detach()[rows, pick][:, None]
     total = torch.stack(losses).mean() if losses else emb.sum() * 0.0
     return total, stats
 
