@@ -141,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --decoder-only: sessions decode as the page does, snapped to the image's edges",
     )
+    ap.add_argument(
+        "--page-rules",
+        action="store_true",
+        help="the next click and mask_input see the page's islands and click rules too",
+    )
     ap.add_argument("--clicks", type=int, default=8, help="corrective points per simulated session")
     ap.add_argument(
         "--blind-prob", type=float, default=0.25, help="sessions that see a blank embedding (prompts only)"
@@ -204,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 focal_alpha=args.alpha,
                 blind_prob=args.blind_prob,
                 edge_snap=args.edge_snap,
+                page_rules=args.page_rules,
             ),
             warmup=args.warmup,
             align_init=True,
