@@ -54,7 +54,8 @@ class SessionConfig:
     edge_snap: bool = False
     raw_weight: float = 0.25  # edge_snap: weight of the mask loss on the unsnapped logits too
     # the next click and ``mask_input`` see the shown mask after the page's islands and click
-    # rules too (`page_rules.shown_logits`); the loss does not
+    # rules too (`page_rules.shown_logits`); the loss does not. Off: two demo rounds with it
+    # matched three without (README, session 13)
     page_rules: bool = False
 
 
