@@ -20,6 +20,7 @@ page agree:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -241,16 +242,31 @@ def finish_masks(
     guide: Guide | None,
     outputs: list[int],
 ) -> np.ndarray:
-    """The decoder's raw outputs [4, 256, 256] -> what the page shows: `drop_islands`, the
-    click rule on `outputs` (`click_rule.enforce_clicks`), then, with a guide,
-    `edge_snap.snap_masks` of `outputs` and the click rule once more."""
-    from .click_rule import enforce_clicks  # both build on this module's grid
+    """The decoder's raw outputs [4, 256, 256] -> what the page shows: `finish_at` on the
+    256-cell frame, snapped with `edge_snap.snap_masks` when there is a guide."""
     from .edge_snap import snap_masks
 
-    out = enforce_clicks(drop_islands(masks, coords, labels, mask_input), coords, labels, outputs)
-    if guide is None:
+    snap_fn = None if guide is None else (lambda m, o: snap_masks(m, guide, o))
+    return finish_at(masks, prompt_cells(coords), labels, mask_input, outputs, snap_fn)
+
+
+def finish_at(
+    masks: np.ndarray,
+    cells: np.ndarray,
+    labels: np.ndarray,
+    mask_input: np.ndarray | None,
+    outputs: list[int],
+    snap_fn: Callable[[np.ndarray, list[int]], np.ndarray] | None = None,
+) -> np.ndarray:
+    """The page's chain on any square grid (logits [M, L, L], the prompt's cells [N, 2], labels
+    [N]): `drop_islands_at`, the click rule on `outputs` (`click_rule.enforce_clicks_at`), then,
+    with `snap_fn(masks, outputs)`, snapping and the click rule once more."""
+    from .click_rule import enforce_clicks_at  # it builds on this module's grid
+
+    out = enforce_clicks_at(drop_islands_at(masks, cells, labels, mask_input), cells, labels, outputs)
+    if snap_fn is None:
         return out
-    return enforce_clicks(snap_masks(out, guide, outputs), coords, labels, outputs)
+    return enforce_clicks_at(snap_fn(out, outputs), cells, labels, outputs)
 
 
 def mask_from_logits(low_res: np.ndarray, width: int, height: int) -> np.ndarray:

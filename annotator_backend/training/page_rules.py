@@ -15,11 +15,12 @@ on the page; coarser in whole-frame training, where the click rule's bump is wid
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
-from ..click_rule import enforce_clicks_at
-from ..decoding import drop_islands_at
+from ..decoding import finish_at
 from .snap import SnapGuide, snap
 
 
@@ -30,23 +31,14 @@ def window_cells(coords: torch.Tensor, offset: torch.Tensor, scale: float, size:
     return cells.long().cpu().numpy()
 
 
-def _rules(
-    logits: np.ndarray,
-    cells: np.ndarray,
-    labels: np.ndarray,
-    mask_input: np.ndarray | None,
-    fed: np.ndarray,
-    islands: bool,
-) -> np.ndarray:
-    """Islands (when `islands`) then the click rule, per mask: logits [M, L, L] -> [M, L, L]."""
-    out = logits.copy()
-    for i in range(len(out)):
-        m = out[i : i + 1]
-        if islands:
-            prev = mask_input[i] if mask_input is not None and fed[i] else None
-            m = drop_islands_at(m, cells[i], labels[i], prev)
-        out[i] = enforce_clicks_at(m, cells[i], labels[i], [0])[0]
-    return out
+def _snapper(guide: SnapGuide) -> Callable[[np.ndarray, list[int]], np.ndarray]:
+    """`snap.snap` with one mask's guide, on the arrays `decoding.finish_at` passes: [1, L, L]."""
+    dev = guide.colors.device
+
+    def snap_one(logits: np.ndarray, _outputs: list[int]) -> np.ndarray:
+        return snap(torch.from_numpy(logits).to(dev)[:, None], guide)[:, 0].cpu().numpy()
+
+    return snap_one
 
 
 @torch.no_grad()
@@ -60,21 +52,21 @@ def shown_logits(
     fed: torch.Tensor,
     guide: SnapGuide | None,
 ) -> torch.Tensor:
-    """What the page shows for each mask's chosen output.
+    """What the page shows for each mask's chosen output (`decoding.finish_at`, snapped with
+    `snap.snap` when there is a guide).
 
     raw [M, L, L] (the decoder's logits of the shown output), coords [M, N, 2] and labels
     [M, N] (the prompt, 1024 frame), offset [M, 1, 2] and scale (see `window_cells`),
     mask_input [M, L, L] or None with fed [M] bool (which masks got it this pass), guide: the
     masks' edge-snapping guides or None -> logits [M, L, L] on raw's device.
     """
-    size = raw.shape[-1]
-    cells = window_cells(coords, offset, scale, size)
+    cells = window_cells(coords, offset, scale, raw.shape[-1])
     lab = labels.cpu().numpy()
     prev = None if mask_input is None else mask_input.float().cpu().numpy()
     was_fed = fed.bool().cpu().numpy()
-    out = _rules(raw.float().cpu().numpy(), cells, lab, prev, was_fed, islands=True)
-    if guide is None:
-        return torch.from_numpy(out).to(raw.device)
-    snapped = snap(torch.from_numpy(out).to(raw.device)[:, None], guide)[:, 0]
-    out = _rules(snapped.cpu().numpy(), cells, lab, prev, was_fed, islands=False)
+    out = raw.float().cpu().numpy().copy()
+    for i in range(len(out)):
+        snap_fn = None if guide is None else _snapper(guide.select(torch.tensor([i], device=raw.device)))
+        shown_prev = prev[i] if prev is not None and was_fed[i] else None
+        out[i] = finish_at(out[i : i + 1], cells[i], lab[i], shown_prev, [0], snap_fn)[0]
     return torch.from_numpy(out).to(raw.device)
