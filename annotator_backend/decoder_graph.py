@@ -81,16 +81,17 @@ def _layer_norm(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
 
 
 class DenseTerms(NamedTuple):
-    """The dense prompt embedding D = y w3 + c: y [HW, C2] (zero without a mask), w3 [C2, C]
-    (the mask embedding's last 1x1 conv), c [C]."""
+    """The dense prompt embedding D = y w3 + c: y [HW, C2] (zero without a mask; None in a
+    graph made for prompts without one, where D is the constant c), w3 [C2, C] (the mask
+    embedding's last 1x1 conv), c [C]."""
 
-    y: torch.Tensor
+    y: torch.Tensor | None
     w3: torch.Tensor
     c: torch.Tensor
 
     def embedding(self) -> torch.Tensor:
-        """D itself: [HW, C]."""
-        return self.y @ self.w3 + self.c
+        """D itself: [HW, C] ([C] when y is None)."""
+        return self.c if self.y is None else self.y @ self.w3 + self.c
 
     def through(self, proj: torch.nn.Linear, heads: int) -> torch.Tensor:
         """w3 followed by a projection's weight, per head: [heads, C2, d]."""

@@ -78,10 +78,21 @@ class SplitDecoderModel(FastDecoderModel):
         mask_input: torch.Tensor,  # [1, 1, 4H, 4W]
         has_mask_input: torch.Tensor,  # [1]
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        dense = self.dense_terms(mask_input, has_mask_input)
+        return self.decode((image_tokens, keys, values, queries_img), point_coords, point_labels, dense)
+
+    def decode(
+        self,
+        prepared: tuple[torch.Tensor, ...],
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        dense: DenseTerms,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`PrepareModel`'s outputs, the points and the dense prompt -> logits, IoUs."""
+        image_tokens, keys, values, queries_img = prepared
         layers = list(self.model.mask_decoder.transformer.layers)
         layer = layers[0]
         tokens = self.prompt_tokens(point_coords, point_labels)
-        dense = self.dense_terms(mask_input, has_mask_input)
         x = image_tokens + dense.embedding()
 
         queries = self.token_self_attention(layer, tokens, tokens)
@@ -104,11 +115,14 @@ class SplitDecoderModel(FastDecoderModel):
         values [h, HW, d] (without D); D enters through rank-C2 terms."""
         h, scale = _heads(att)
         qh = _split_heads(_linear(q, att.q_proj), h) * scale  # [h, N, d]
-        wk = dense.through(att.k_proj, h)  # [h, C2, d]
-        scores = qh @ keys.transpose(1, 2) + (qh @ wk.transpose(1, 2)) @ dense.y.t()  # [h, N, HW]
+        scores = qh @ keys.transpose(1, 2)  # [h, N, HW]
+        if dense.y is not None:
+            scores = scores + (qh @ dense.through(att.k_proj, h).transpose(1, 2)) @ dense.y.t()
         p = torch.softmax(scores, dim=-1)
         cv = _split_heads(dense.c[None] @ att.v_proj.weight.t(), h)  # [h, 1, d]
-        mixed = p @ values + (p @ dense.y) @ dense.through(att.v_proj, h) + cv  # [h, N, d]
+        mixed = p @ values + cv  # [h, N, d]
+        if dense.y is not None:
+            mixed = mixed + (p @ dense.y) @ dense.through(att.v_proj, h)
         return _linear(mixed.transpose(0, 1).reshape(q.shape[0], -1), att.out_proj)
 
     @staticmethod
@@ -120,13 +134,38 @@ class SplitDecoderModel(FastDecoderModel):
         h, scale = _heads(att)
         kh = _split_heads(_linear(k, att.k_proj), h)  # [h, N, d]
         vh = _split_heads(_linear(v, att.v_proj), h)
-        wq = dense.through(att.q_proj, h) * scale  # [h, C2, d]
         cq = _split_heads((dense.c[None] @ att.q_proj.weight.t()) * scale, h)  # [h, 1, d]
         kt = kh.transpose(1, 2)  # [h, d, N]
-        scores = queries_img @ kt + dense.y @ (wq @ kt) + cq @ kt  # [h, HW, N]
+        scores = queries_img @ kt + cq @ kt  # [h, HW, N]
+        if dense.y is not None:
+            scores = scores + dense.y @ ((dense.through(att.q_proj, h) * scale) @ kt)
         p = torch.softmax(scores, dim=-1)
         n = kh.shape[1]
         wo = att.out_proj.weight.reshape(att.out_proj.out_features, h, -1).transpose(0, 1)  # [h, C, d]
         values_out = vh @ wo.transpose(1, 2)  # [h, N, C]
         p = p.transpose(0, 1).reshape(-1, h * n)  # [HW, h N]
         return p @ values_out.reshape(h * n, -1) + att.out_proj.bias
+
+
+class NoMaskDecoderModel(SplitDecoderModel):
+    """`SplitDecoderModel` for prompts without a mask input (an object's first click, a hover
+    preview): the same outputs as it gives with ``has_mask_input = 0``, from the prepared tensors
+    and the points alone. Without a mask the dense prompt is the constant `no_mask_embed`, so the
+    mask features and their rank-16 terms drop out of the graph."""
+
+    @torch.no_grad()
+    def forward(  # type: ignore[override]
+        self,
+        image_tokens: torch.Tensor,  # [HW, C]
+        keys: torch.Tensor,  # [h, HW, d]
+        values: torch.Tensor,  # [h, HW, d]
+        queries_img: torch.Tensor,  # [h, HW, d], scaled
+        point_coords: torch.Tensor,  # [1, N, 2]
+        point_labels: torch.Tensor,  # [1, N]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        pe = self.model.prompt_encoder
+        conv3 = pe.mask_downscaling[-1]
+        dense = DenseTerms(
+            y=None, w3=conv3.weight.reshape(conv3.out_channels, -1).t(), c=pe.no_mask_embed.weight[0]
+        )
+        return self.decode((image_tokens, keys, values, queries_img), point_coords, point_labels, dense)

@@ -36,7 +36,7 @@ _current: dict[tuple[str, int], bool] = {}  # (decoder path, mtime_ns) -> export
 # and a per-click ("split") graph (decoder_split.py; what the annotate page runs by default),
 # the per-click graph's quantized copy (the page's with DECODER_QUANTIZED=1), and the official
 # demo's export (benchmark anchor only).
-DECODER_VARIANTS = ("fp32", "int8", "split", "prepare", "split_int8", "official")
+DECODER_VARIANTS = ("fp32", "int8", "split", "prepare", "nomask", "split_int8", "nomask_int8", "official")
 
 
 def encoder_digest(model: Sam) -> str:
@@ -169,27 +169,30 @@ def page_variant(settings: Settings) -> str:
 
 
 def _export_split_beside(model: Sam, fp32: Path) -> None:
-    export_split(model, fp32.with_name("decoder.prepare.onnx"), fp32.with_name("decoder.split.onnx"))
+    names = ("prepare", "split", "nomask")
+    export_split(model, *(fp32.with_name(f"decoder.{n}.onnx") for n in names))
 
 
 def decoder_file(version: ModelVersion, variant: str = "fp32") -> Path:
     """The file of a decoder variant (see DECODER_VARIANTS), made on first use beside the fp32
-    one: `decoder.int8.onnx` (quantized copy), `decoder.split.onnx` and `decoder.prepare.onnx`
-    (the split graphs), `decoder.split_int8.onnx` (the per-click one quantized),
-    `decoder.official.onnx` (official export)."""
+    one: `decoder.int8.onnx` (quantized copy), `decoder.prepare.onnx`, `decoder.split.onnx` and
+    `decoder.nomask.onnx` (the split graphs: per image, per click, per click without a mask
+    input), `decoder.split_int8.onnx` and `decoder.nomask_int8.onnx` (the per-click ones
+    quantized), `decoder.official.onnx` (official export)."""
     if variant not in DECODER_VARIANTS:
         raise ValueError(f"unknown decoder variant {variant!r}; expected one of {DECODER_VARIANTS}")
     fp32 = ensure_onnx(version)
     if variant == "fp32":
         return fp32
     # The file a variant is made from: the quantized copies follow their fp32 graph.
-    source = decoder_file(version, "split") if variant == "split_int8" else fp32
+    quantized = variant.endswith("int8")
+    source = decoder_file(version, variant.split("_")[0]) if quantized and variant != "int8" else fp32
     path = fp32.with_name(f"decoder.{variant}.onnx")
     with _export_lock:
         if not path.exists() or path.stat().st_mtime_ns < source.stat().st_mtime_ns:
-            if variant in ("int8", "split_int8"):
+            if quantized:
                 quantize_decoder(source, path, image_side_matmuls(source))
-            elif variant in ("split", "prepare"):
+            elif variant in ("split", "prepare", "nomask"):
                 _export_split_beside(load_model(version), fp32)
             else:
                 export_official(load_model(version), path)

@@ -24,7 +24,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.onnx import SamOnnxModel
 
 from .decoder_graph import FastDecoderModel
-from .decoder_split import PREPARED_NAMES, PrepareModel, SplitDecoderModel
+from .decoder_split import PREPARED_NAMES, NoMaskDecoderModel, PrepareModel, SplitDecoderModel
 
 INPUT_NAMES = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"]
 OUTPUT_NAMES = ["low_res_masks", "iou_predictions"]
@@ -109,24 +109,23 @@ def export_decoder(model: Sam, out: Path) -> Path:
     )
 
 
-def export_split(model: Sam, prepare_out: Path, decode_out: Path) -> tuple[Path, Path]:
+def export_split(model: Sam, prepare_out: Path, decode_out: Path, no_mask_out: Path) -> tuple[Path, ...]:
     """Write the decoder split for the browser (`decoder_split`): the per-image graph
-    (image_embeddings -> image_tokens, keys, values, queries) and the per-click graph (those
-    four and the contract's prompt inputs -> the contract's outputs)."""
+    (image_embeddings -> image_tokens, keys, values, queries), the per-click graph (those four
+    and the contract's prompt inputs -> the contract's outputs) and the per-click graph for
+    prompts without a mask input (the four and the points -> the same outputs)."""
     prepare = PrepareModel(model).eval()
     emb = dummy_inputs()["image_embeddings"]
     meta = {"graph": GRAPH_VERSION + "-prepare"}
     _export(prepare, {"image_embeddings": emb}, prepare_out, PREPARED_NAMES, meta)
     prepared = dict(zip(PREPARED_NAMES, prepare(emb), strict=True))
     prompts = {k: v for k, v in dummy_inputs().items() if k != "image_embeddings"}
-    _export(
-        SplitDecoderModel(model).eval(),
-        {**prepared, **prompts},
-        decode_out,
-        OUTPUT_NAMES,
-        {"graph": GRAPH_VERSION + "-split"},
-    )
-    return Path(prepare_out), Path(decode_out)
+    meta = {"graph": GRAPH_VERSION + "-split"}
+    _export(SplitDecoderModel(model).eval(), {**prepared, **prompts}, decode_out, OUTPUT_NAMES, meta)
+    points = {k: prompts[k] for k in ("point_coords", "point_labels")}
+    meta = {"graph": GRAPH_VERSION + "-nomask"}
+    _export(NoMaskDecoderModel(model).eval(), {**prepared, **points}, no_mask_out, OUTPUT_NAMES, meta)
+    return Path(prepare_out), Path(decode_out), Path(no_mask_out)
 
 
 def graph_version(path: Path) -> str | None:

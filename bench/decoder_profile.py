@@ -1,10 +1,10 @@
 """Where a click's decode goes: onnxruntime-web's own per-node profile of the per-click graph.
 
-The page's default decoder (the split graph, annotator_backend/decoder_split.py) is exported from
-a random-weight vit_b and run in headless Chromium by onnxruntime-web, in a module worker of a
-cross-origin isolated page, as decoder_worker.js runs it: the per-image graph once, then the
-per-click graph for a single positive click without a mask input (what a first click and a
-hover preview run). Once plain (`decode_ms`, p50 over the runs), once with the session's
+The page's default decoder (the split graphs, annotator_backend/decoder_split.py) is exported
+from a random-weight vit_b and run in headless Chromium by onnxruntime-web, in a module worker of
+a cross-origin isolated page, as decoder_worker.js runs it: the per-image graph once, then the
+per-click graph for prompts without a mask input, for a single positive click (what a first
+click and a hover preview run). Once plain (`decode_ms`, p50 over the runs), once with the session's
 profiling on: the node timings are summed per operator type and per node (ms per run, medians
 over the runs after a warm-up), with each node's output shape, which says what it computes.
 Profiling adds its own cost, so the node times add up to more than `decode_ms`.
@@ -59,8 +59,6 @@ self.onmessage = async (e) => {
     const emb = new Float32Array((await bytes("embedding.bin")).buffer);
     const feeds = await prepare.run({image_embeddings: new ort.Tensor("float32", emb, [1, 256, 64, 64])});
     feeds.point_labels = new ort.Tensor("float32", new Float32Array([1, -1]), [1, 2]);
-    feeds.mask_input = new ort.Tensor("float32", new Float32Array(256 * 256), [1, 1, 256, 256]);
-    feeds.has_mask_input = new ort.Tensor("float32", new Float32Array([0]), [1]);
     const times = [];
     for (let i = 0; i < runs; i++) {
       const xy = new Float32Array([300 + 20 * (i % 9), 400, 0, 0]);
@@ -115,7 +113,8 @@ def write_site(folder: Path) -> None:
 
     (folder / "index.html").write_text(PAGE)
     (folder / "worker.js").write_text(WORKER)
-    export_split(load_sam(random_vit_b(), "vit_b"), folder / "prepare.onnx", folder / "decode.onnx")
+    names = ("prepare.onnx", "split.onnx", "decode.onnx")  # decode: the graph without mask input
+    export_split(load_sam(random_vit_b(), "vit_b"), *(folder / n for n in names))
     emb = np.random.default_rng(0).standard_normal((1, 256, 64, 64)).astype(np.float32) * 0.3
     emb.tofile(folder / "embedding.bin")
 
@@ -201,7 +200,7 @@ def run(quick: bool = False, threads: int = 2, runs: int | None = None, top: int
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         write_site(folder)
-        return {"graph": "split (per-click)", **measure(folder, threads, runs, top)}
+        return {"graph": "nomask (per-click, no mask input)", **measure(folder, threads, runs, top)}
 
 
 def main() -> int:

@@ -159,63 +159,72 @@ def test_official_export_keeps_its_format(vit_b_model, tmp_path: Path) -> None: 
     assert masks.shape == (1, 1, H, W) and iou.shape == (1, 1) and low.shape == (1, 1, 256, 256)
 
 
-def _split_sessions(exported: Path, checkpoint: Path, variant: str = "split") -> tuple:
-    """onnxruntime sessions on the per-image graph and a per-click graph (`variant`)."""
+def _split_sessions(exported: Path, checkpoint: Path, quantized: bool = False) -> tuple:
+    """onnxruntime sessions on the page's graphs: per image, per click, per click without a
+    mask input (the per-click ones quantized if `quantized`)."""
     import onnxruntime as ort
 
     version = ModelVersion(onnx_path=str(exported), checkpoint_path=str(checkpoint))
-    paths = decoder_file(version, "prepare"), decoder_file(version, variant)
-    assert [p.name for p in paths] == ["decoder.prepare.onnx", f"decoder.{variant}.onnx"]
+    variants = ["prepare", "split", "nomask"]
+    variants[1:] = [f"{v}_int8" for v in variants[1:]] if quantized else variants[1:]
+    paths = [decoder_file(version, v) for v in variants]
+    assert [p.name for p in paths] == [f"decoder.{v}.onnx" for v in variants]
     return tuple(ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in paths)
 
 
-def _split_run(sessions: tuple, emb: np.ndarray, prompt: Prompt, mask: np.ndarray | None) -> tuple:
-    """The page's two steps: the per-image graph, then the per-click one; (masks, iou, mask_input)."""
+def _split_run(
+    sessions: tuple, emb: np.ndarray, prompt: Prompt, mask: np.ndarray | None, graph: str = "page"
+) -> tuple:
+    """The page's steps: the per-image graph, then the per-click one, or without a mask input
+    the one made for that (`graph` "split" forces the first); (masks, iou, mask_input)."""
     from annotator_backend.decoder_split import PREPARED_NAMES
 
-    prepare, split = sessions
+    prepare, split, no_mask = sessions
     image = dict(zip(PREPARED_NAMES, prepare.run(None, {"image_embeddings": emb}), strict=True))
     coords, labels = prompt.model_inputs(W, H)
     mask_input = np.zeros((1, 1, 256, 256), np.float32) if mask is None else mask[None, None]
-    feeds = {
-        **image,
-        "point_coords": coords,
-        "point_labels": labels,
-        "mask_input": mask_input,
-        "has_mask_input": np.array([0.0 if mask is None else 1.0], np.float32),
-    }
-    masks, iou = split.run(None, feeds)
+    feeds = {**image, "point_coords": coords, "point_labels": labels}
+    if mask is None and graph == "page":
+        masks, iou = no_mask.run(None, feeds)
+        return masks[0], iou[0], mask_input
+    has_mask = np.array([0.0 if mask is None else 1.0], np.float32)
+    masks, iou = split.run(None, {**feeds, "mask_input": mask_input, "has_mask_input": has_mask})
     return masks[0], iou[0], mask_input
 
 
 def test_split_decoder_matches_the_official_decoder(
     vit_b_model, exported: Path, vit_b_checkpoint: Path
 ) -> None:  # noqa: ANN001
-    """What the annotate page runs: the per-image graph once, then the per-click graph, gives
-    the official decoder's outputs (to 1e-3) over the parity prompt set, mask input included."""
+    """What the annotate page runs: the per-image graph once, then a per-click graph, gives
+    the official decoder's outputs (to 1e-3) over the parity prompt set, mask input included;
+    without a mask input both per-click graphs do, the page's (no mask inputs) and the other."""
     from annotator_backend.decoder_split import PREPARED_NAMES
 
     sessions = _split_sessions(exported, vit_b_checkpoint)
     assert [o.name for o in sessions[0].get_outputs()] == PREPARED_NAMES
     assert [i.name for i in sessions[1].get_inputs()] == PREPARED_NAMES + INPUT_NAMES[1:]
-    assert [o.name for o in sessions[1].get_outputs()] == OUTPUT_NAMES
+    assert [i.name for i in sessions[2].get_inputs()] == PREPARED_NAMES + INPUT_NAMES[1:3]
+    for s in sessions[1:]:
+        assert [o.name for o in s.get_outputs()] == OUTPUT_NAMES
     emb = np.random.default_rng(3).standard_normal((1, 256, 64, 64)).astype(np.float32)
     for name, prompt, mask in _cases():
-        got_masks, got_iou, mask_input = _split_run(sessions, emb, prompt, mask)
         coords, labels = prompt.model_inputs(W, H)
-        has = 0.0 if mask is None else 1.0
-        ref_masks, ref_iou = _official(vit_b_model, emb, coords, labels, mask_input, has)
-        assert np.abs(got_masks - ref_masks).max() <= 1e-3, name
-        assert np.abs(got_iou - ref_iou).max() <= 1e-3, name
+        for graph in ("page", "split") if mask is None else ("page",):
+            got_masks, got_iou, mask_input = _split_run(sessions, emb, prompt, mask, graph)
+            has = 0.0 if mask is None else 1.0
+            ref_masks, ref_iou = _official(vit_b_model, emb, coords, labels, mask_input, has)
+            assert np.abs(got_masks - ref_masks).max() <= 1e-3, (name, graph)
+            assert np.abs(got_iou - ref_iou).max() <= 1e-3, (name, graph)
 
 
 def test_quantized_split_decoder_stays_close(exported: Path, vit_b_checkpoint: Path) -> None:
     """The page's decoder with DECODER_QUANTIZED=1: masks (all four, thresholded at image size)
     at IoU >= 0.97 to the fp32 split decoder's over the parity prompt set."""
     fp32 = _split_sessions(exported, vit_b_checkpoint)
-    int8 = _split_sessions(exported, vit_b_checkpoint, "split_int8")
-    graph = onnx.load(str(Path(exported).with_name("decoder.split_int8.onnx"))).graph
-    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
+    int8 = _split_sessions(exported, vit_b_checkpoint, quantized=True)
+    for variant in ("split_int8", "nomask_int8"):
+        graph = onnx.load(str(Path(exported).with_name(f"decoder.{variant}.onnx"))).graph
+        assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
     emb = np.random.default_rng(4).standard_normal((1, 256, 64, 64)).astype(np.float32)
     for name, prompt, mask in _cases():
         want = _split_run(fp32, emb, prompt, mask)[0]

@@ -13,16 +13,20 @@ const MAX_EMBEDDINGS = 3;
 
 /**
  * How the worker runs a decoder URL of the server's, from its `variant` parameter:
- * {format: "contract" | "split" | "official", prepareUrl}. "split" (and "split_int8") come with
- * the URL of their per-image graph (variant "prepare"); "official" is the benchmark anchor.
+ * {format: "contract" | "split" | "official", prepareUrl, noMaskUrl}. "split" (and "split_int8")
+ * come with the URLs of their per-image graph (variant "prepare") and of their per-click graph
+ * for prompts without a mask input ("nomask", "nomask_int8"); "official" is the benchmark anchor.
  */
 export function decoderFormat(url) {
   const u = new URL(url, location.origin);
   const variant = u.searchParams.get("variant");
   const format = { official: "official", split: "split", split_int8: "split" }[variant] || "contract";
-  if (format !== "split") return { format, prepareUrl: null };
-  u.searchParams.set("variant", "prepare");
-  return { format, prepareUrl: u.pathname + u.search };
+  if (format !== "split") return { format, prepareUrl: null, noMaskUrl: null };
+  const sibling = (v) => {
+    u.searchParams.set("variant", v);
+    return u.pathname + u.search;
+  };
+  return { format, prepareUrl: sibling("prepare"), noMaskUrl: sibling(variant.replace("split", "nomask")) };
 }
 
 export class DecoderClient {

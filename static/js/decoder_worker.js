@@ -1,17 +1,18 @@
 // Web Worker running SAM's prompt encoder + mask decoder (ONNX) with onnxruntime-web.
 //
 // Protocol (every request carries an `id`; every reply echoes it):
-//   -> {type: "init", id, modelUrl, prepareUrl?, wasmPaths, backend: "auto"|"wasm"|"webgpu",
-//       numThreads?, format?: "contract"|"split"|"official", fault?: "webgpu"}
+//   -> {type: "init", id, modelUrl, prepareUrl?, noMaskUrl?, wasmPaths, backend: "auto"|"wasm"|
+//       "webgpu", numThreads?, format?: "contract"|"split"|"official", fault?: "webgpu"}
 //   <- {type: "ready", id, backend, fallback, numThreads, crossOriginIsolated, loadMs, format}
 //   -> {type: "embedding", id, key, url, bitmap?}      fetch + keep [1,256,64,64] float32, and
 //        the guide for edge snapping (edge_snap.js) of the image's ImageBitmap, if sent
 //   <- {type: "embedding-ready", id, key, loadMs, bytes, guide}   guide: edge snapping's, or null
 //   -> {type: "decode", id, key, coords, labels, count, maskInput|null, multimask, size: [w, h]}
-//   <- {type: "decoded", id, key, masks (4x256x256), iou (4), index, decodeMs, waitMs, full}
+//   <- {type: "decoded", id, key, masks (4x256x256), iou (4), index, decodeMs, waitMs, full, graph}
 //        the shown masks (1..3 if multimask, else 0) as finish.js makes them: islands, the
 //        click rule; snapped if the image came with its embedding: the chosen one (index);
-//        `unsnapped` lists the others (the page snaps one when picked)
+//        `unsnapped` lists the others (the page snaps one when picked); graph: "nomask" when the
+//        graph for prompts without a mask input ran, else "decode"
 //   <- {type: "dropped", id, by}                      a newer decode superseded this one
 //   -> {type: "encode", id, draft}                    draft mask -> COCO RLE at image size
 //        draft: {logits|null, base: counts|null, strokes, clip: [counts], width, height}
@@ -24,13 +25,16 @@
 // adapter), else WASM; a WebGPU session that cannot be created falls back to WASM by itself,
 // and `fallback` says why. `fault: "webgpu"` (tests only) makes the WebGPU path throw.
 // Format: "contract" is DESIGN.md §3's decoder (low-res logits, `full` null); "split" is the
-// same function in two graphs (annotator_backend/decoder_split.py): `prepareUrl`'s runs once
+// same function in three graphs (annotator_backend/decoder_split.py): `prepareUrl`'s runs once
 // per embedding, its outputs replacing the embedding in every decode of that image, and
-// `modelUrl`'s at each click. "official" is the official demo's export (benchmark anchor): fed
-// `orig_im_size` (from `size`) too, it returns `full`, its logits upscaled to the image in the
-// graph (Float32Array h*w); its one low-res mask stands in for all four contract outputs.
+// `modelUrl`'s at each click, `noMaskUrl`'s instead for prompts without a mask input (first
+// clicks, hover previews: the same function with less work). "official" is the official
+// demo's export (benchmark anchor): fed `orig_im_size` (from `size`) too, it returns `full`,
+// its logits upscaled to the image in the graph (Float32Array h*w); its one low-res mask
+// stands in for all four contract outputs.
 
 import { draftMaskRle } from "./composite.js";
+import { createSessions, fetchBytes, fetchGraphs, sessionFor } from "./decoder_sessions.js";
 import { bitmapGuide } from "./edge_snap.js";
 import { finishShown } from "./finish.js";
 import { pickIndex } from "./prompts.js";
@@ -41,13 +45,12 @@ const EMBEDDING_BYTES = 4 * 256 * 64 * 64;
 const MAX_EMBEDDINGS = 3; // current image + prefetched ones (issue 6)
 
 let ort = null;
-let session = null;
+let sessions = null; // {decode, prepare, noMask} (decoder_sessions.js)
 let backend = null;
 let format = "contract";
 // key -> {raw: Float32Array, feeds: promise of the image's share of a decode's feeds, or null
 // until first needed, guide: promise of the edge-snapping guide or of null}
 const embeddings = new Map();
-let prepareSession = null; // format "split": the per-image graph
 // Session runs, one at a time (a prefetched image's prepare and a click's decode may overlap).
 let runChain = Promise.resolve();
 const serially = (fn) => {
@@ -71,16 +74,10 @@ const yieldToEvents = () =>
     tick.port2.postMessage(0);
   });
 
-async function fetchBytes(url, what) {
-  const resp = await fetch(url, { credentials: "same-origin" });
-  if (!resp.ok) throw new Error(`${what}: HTTP ${resp.status} for ${url}`);
-  return { buf: await resp.arrayBuffer(), headers: resp.headers };
-}
-
-/** Run with a [decode, prepare or null] pair; every image is prepared again for them. */
-function useSessions(pair) {
+/** Run with new sessions; every image is prepared again for them. */
+function useSessions(created) {
   runChain = Promise.resolve();
-  [session, prepareSession] = pair;
+  sessions = created;
   for (const e of embeddings.values()) e.feeds = null;
 }
 
@@ -95,23 +92,15 @@ async function init(msg) {
   }
   const bundle = wantGpu ? "ort.all.min.mjs" : "ort.wasm.min.mjs";
   const split = wanted === "split";
-  const [mod, model, prepareModel] = await Promise.all([
-    import(`${msg.wasmPaths}${bundle}`),
-    fetchBytes(msg.modelUrl, "decoder model"),
-    split ? fetchBytes(msg.prepareUrl, "decoder prepare model") : null,
-  ]);
+  const request = split ? msg : { modelUrl: msg.modelUrl };
+  const [mod, graphs] = await Promise.all([import(`${msg.wasmPaths}${bundle}`), fetchGraphs(request)]);
   ort = mod.default && mod.default.InferenceSession ? mod.default : mod;
   ort.env.wasm.wasmPaths = msg.wasmPaths;
   ort.env.wasm.proxy = false; // already off the main thread
   const cores = self.navigator?.hardwareConcurrency || 1;
   // Must be set before the first session: later changes are ignored by onnxruntime-web.
   ort.env.wasm.numThreads = self.crossOriginIsolated ? msg.numThreads || Math.min(2, cores) : 1;
-  const opts = { graphOptimizationLevel: "all" };
-  // [decode session, prepare session or null] on one execution provider
-  const create = async (provider) => {
-    const make = (m) => ort.InferenceSession.create(new Uint8Array(m.buf), { ...opts, executionProviders: [provider] });
-    return Promise.all([make(model), prepareModel ? make(prepareModel) : null]);
-  };
+  const create = (provider) => createSessions(ort, graphs, provider);
   let created = null; // a later init (another model) replaces the sessions only once they work
   if (wantGpu) {
     try {
@@ -134,8 +123,12 @@ async function init(msg) {
   maskFeeds = { zero: new ort.Tensor("float32", new Float32Array(65536), [1, 1, 256, 256]), off: flag(0), on: flag(1) };
   // Warm-up decode on a zero embedding: the first run allocates, keep that off the first click.
   const warm = new ort.Tensor("float32", new Float32Array(EMBEDDING_BYTES / 4), EMBEDDING_SHAPE);
-  const warmUp = async () =>
-    run(await prepared(warm), new Float32Array([512, 512, 0, 0]), new Float32Array([1, -1]), 2, null, [64, 48]);
+  const warmUp = async () => {
+    const image = await prepared(warm);
+    const at = [new Float32Array([512, 512, 0, 0]), new Float32Array([1, -1]), 2];
+    const masks = sessions.noMask ? [null, maskFeeds.zero.data] : [null]; // each per-click graph
+    for (const mask of masks) await run(image, ...at, mask, [64, 48]);
+  };
   try {
     await warmUp();
   } catch (err) {
@@ -171,7 +164,7 @@ async function loadEmbedding(msg) {
   embeddings.set(msg.key, { raw: new Float32Array(buf), feeds: null, guide });
   const ready = await guide; // the page keeps a copy, to snap the candidates it picks
   while (embeddings.size > MAX_EMBEDDINGS) embeddings.delete(embeddings.keys().next().value);
-  if (prepareSession) {
+  if (sessions?.prepare) {
     // The per-image half, now; should it fail, the first decode tries again and reports it.
     await imageFeeds(msg.key).catch(() => {});
   }
@@ -180,8 +173,8 @@ async function loadEmbedding(msg) {
 
 /** The per-image graph's outputs for an embedding tensor (format "split"), else the tensor. */
 async function prepared(embedding) {
-  if (!prepareSession) return { image_embeddings: embedding };
-  return serially(() => prepareSession.run({ image_embeddings: embedding }));
+  if (!sessions.prepare) return { image_embeddings: embedding };
+  return serially(() => sessions.prepare.run({ image_embeddings: embedding }));
 }
 
 /** The image's share of a decode's feeds: its embedding, or its prepared tensors ("split"). */
@@ -209,14 +202,15 @@ async function run(image, coords, labels, count, maskInput, size, multimask, gui
   if (format === "official") {
     feeds.orig_im_size = new ort.Tensor("float32", new Float32Array([size[1], size[0]]), [2]);
   }
-  const out = await serially(() => session.run(feeds));
+  const [session, input] = sessionFor(sessions, feeds, !!maskInput);
+  const out = await serially(() => session.run(input));
   if (format !== "official") {
     const [masks, iou] = [out.low_res_masks.data, out.iou_predictions.data];
     // the chosen output is snapped now, the other candidates when picked (prompts.chosenLogits)
     const chosen = pickIndex(iou, multimask);
     finishShown(masks, { coords, labels, count }, maskInput, multimask ? [1, 2, 3] : [0], chosen, guide);
     const unsnapped = guide && multimask ? [1, 2, 3].filter((k) => k !== chosen) : [];
-    return { masks, iou, full: null, unsnapped };
+    return { masks, iou, full: null, unsnapped, graph: session === sessions.noMask ? "nomask" : "decode" };
   }
   const low = out.low_res_masks.data;
   const masks = new Float32Array(4 * low.length);
@@ -238,7 +232,8 @@ async function decode(msg) {
   const [m, i, f] = [own(r.masks), own(r.iou), r.full ? own(r.full) : null];
   const [index, waitMs] = [pickIndex(i, multimask), start - msg.receivedAt];
   const out = { type: "decoded", id: msg.id, key: msg.key, masks: m, iou: i, full: f, index, decodeMs, waitMs };
-  reply({ ...out, unsnapped: r.unsnapped }, f ? [m.buffer, i.buffer, f.buffer] : [m.buffer, i.buffer]);
+  const transfer = f ? [m.buffer, i.buffer, f.buffer] : [m.buffer, i.buffer];
+  reply({ ...out, unsnapped: r.unsnapped, graph: r.graph || "decode" }, transfer);
 }
 
 /** Run decodes one at a time; the newest pending request wins, stale ones are dropped. */
@@ -282,7 +277,7 @@ self.onmessage = async (ev) => {
         return encode(msg);
       case "decode":
         msg.receivedAt = now();
-        if (!session) throw new Error("decoder not initialised");
+        if (!sessions) throw new Error("decoder not initialised");
         if (running) {
           if (pending) reply({ type: "dropped", id: pending.id, by: msg.id });
           pending = msg;

@@ -69,3 +69,39 @@ def test_decoder_variants_paint_the_same_mask(page, server: Instance) -> None:  
     # probabilities near 0.5 that a colour edge can tip either way, so int8's small logit
     # differences move more pixels than they did unsnapped (5 %). Its own test holds the masks.
     assert abs(areas["?decoder=split_int8"] - areas["split"]) <= 0.10 * areas["split"], areas
+
+
+NO_MASK_THEN_MASK = """async (pid) => {
+    const { DecoderClient } = await import('/static/js/decoder_client.js');
+    const next = await (await fetch(`/api/projects/${pid}/next`)).json();
+    const run = async (url, maskFrom) => {
+        const d = new DecoderClient();
+        await d.init(url, { backend: 'wasm', numThreads: 1 });
+        await d.loadEmbedding('k', next.embedding_url);
+        const req = (maskInput) => ({ coords: new Float32Array([300, 200, 0, 0]),
+                                      labels: new Float32Array([1, -1]), count: 2,
+                                      maskInput, multimask: !maskInput });
+        const first = await d.decode('k', req(null));
+        const k = first.index * 65536;
+        const mask = (maskFrom || first.masks).slice(k, k + 65536);
+        const second = await d.decode('k', req(mask));
+        d.terminate();
+        return { first, second, mask };
+    };
+    const split = await run(next.model.decoder_url, null);
+    const whole = await run(next.model.decoder_url.replace('variant=split', 'variant=fp32'), split.first.masks);
+    const agree = (a, b) => a.masks.reduce((n, v, i) => n + ((v > 0) === (b.masks[i] > 0)), 0) / a.masks.length;
+    return { graphs: [split.first.graph, split.second.graph, whole.first.graph],
+             index: [split.first.index, whole.first.index],
+             agree: [agree(split.first, whole.first), agree(split.second, whole.second)] };
+}"""
+
+
+def test_prompts_without_a_mask_run_their_own_graph(page, server: Instance) -> None:  # noqa: ANN001
+    """The split decoder runs its graph for prompts without a mask input at a first click and
+    its full per-click graph once a mask goes back in; both give the contract graph's masks."""
+    _open(page, server)
+    r = page.evaluate(NO_MASK_THEN_MASK, server.projects["demo"])
+    assert r["graphs"] == ["nomask", "decode", "decode"]
+    assert r["index"][0] == r["index"][1]
+    assert min(r["agree"]) >= 0.999, r["agree"]
