@@ -185,12 +185,12 @@ def decoder_file(version: ModelVersion, variant: str = "fp32") -> Path:
     if variant == "fp32":
         return fp32
     # The file a variant is made from: the quantized copies follow their fp32 graph.
-    quantized = variant.endswith("int8")
-    source = decoder_file(version, variant.split("_")[0]) if quantized and variant != "int8" else fp32
+    per_click = variant in ("split_int8", "nomask_int8")
+    source = decoder_file(version, variant.removesuffix("_int8")) if per_click else fp32
     path = fp32.with_name(f"decoder.{variant}.onnx")
     with _export_lock:
         if not path.exists() or path.stat().st_mtime_ns < source.stat().st_mtime_ns:
-            if quantized:
+            if variant.endswith("int8"):
                 quantize_decoder(source, path, image_side_matmuls(source))
             elif variant in ("split", "prepare", "nomask"):
                 _export_split_beside(load_model(version), fp32)
