@@ -5,7 +5,8 @@ opened once per pipeline (page option ?decoder=, static/js/decoder_setup.js) and
 are clicked in turn, so the load of this shared machine falls on all of them alike:
 
 * ours: what the page runs by default, the decoder split in a per-image graph, run once when
-  the embedding arrives, and a per-click graph (annotator_backend/decoder_split.py), fp32; it
+  the embedding arrives, and a per-click graph (annotator_backend/decoder_split.py), fp32, or
+  for prompts without a mask input (these single clicks) the per-click graph made for them; it
   returns 256x256 logits, which the page upscales bilinearly and thresholds at the display
   size (paint.js);
 * ours_int8: the same with the per-click graph's image-side matmuls quantized (uint8 weights),
@@ -165,7 +166,8 @@ def measure(
 
 def native_reference(inst: Instance, sizes: list[str], repeats: int) -> dict:
     """The served decoders in native onnxruntime (Python, 1 thread), same run: how loaded the
-    machine is. Official: upscaled to the largest image measured."""
+    machine is. The split pipelines run their graph for prompts without a mask input, as the
+    page does for this single click. Official: upscaled to the largest image measured."""
     import numpy as np
     from sqlalchemy import create_engine, select
     from sqlalchemy.orm import Session
@@ -177,7 +179,7 @@ def native_reference(inst: Instance, sizes: list[str], repeats: int) -> dict:
     engine = create_engine(inst.db_url)
     with Session(engine) as s:
         mv = s.scalars(select(ModelVersion).where(ModelVersion.is_active)).one()
-        files = {n: decoder_file(mv, v) for n, v in PIPELINES.items()}
+        files = {n: decoder_file(mv, v.replace("split", "nomask")) for n, v in PIPELINES.items()}
         prepare_file = decoder_file(mv, "prepare")
     engine.dispose()
     emb = np.random.default_rng(0).standard_normal((1, 256, 64, 64)).astype(np.float32)
@@ -200,6 +202,7 @@ def native_reference(inst: Instance, sizes: list[str], repeats: int) -> dict:
             names = [o.name for o in prepare.get_outputs()]
             image = prepare.run(None, {"image_embeddings": feeds.pop("image_embeddings")})
             feeds.update(zip(names, image, strict=True))
+            feeds = {i.name: feeds[i.name] for i in sess.get_inputs()}
         times = []
         for i in range(repeats + 2):
             t = time.perf_counter()
