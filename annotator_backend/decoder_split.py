@@ -154,18 +154,12 @@ class NoMaskDecoderModel(SplitDecoderModel):
     mask features and their rank-16 terms drop out of the graph."""
 
     @torch.no_grad()
-    def forward(  # type: ignore[override]
-        self,
-        image_tokens: torch.Tensor,  # [HW, C]
-        keys: torch.Tensor,  # [h, HW, d]
-        values: torch.Tensor,  # [h, HW, d]
-        queries_img: torch.Tensor,  # [h, HW, d], scaled
-        point_coords: torch.Tensor,  # [1, N, 2]
-        point_labels: torch.Tensor,  # [1, N]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        """`SplitDecoderModel.forward`'s inputs (and shapes) up to the points."""
+        *prepared, point_coords, point_labels = inputs
         pe = self.model.prompt_encoder
         conv3 = pe.mask_downscaling[-1]
         dense = DenseTerms(
             y=None, w3=conv3.weight.reshape(conv3.out_channels, -1).t(), c=pe.no_mask_embed.weight[0]
         )
-        return self.decode((image_tokens, keys, values, queries_img), point_coords, point_labels, dense)
+        return self.decode(tuple(prepared), point_coords, point_labels, dense)
