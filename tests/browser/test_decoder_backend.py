@@ -89,8 +89,10 @@ NO_MASK_THEN_MASK = """async (pid) => {
         return { first, second, mask };
     };
     const split = await run(next.model.decoder_url, null);
-    const whole = await run(next.model.decoder_url.replace('variant=split', 'variant=fp32'), split.first.masks);
-    const agree = (a, b) => a.masks.reduce((n, v, i) => n + ((v > 0) === (b.masks[i] > 0)), 0) / a.masks.length;
+    const contract = next.model.decoder_url.replace('variant=split', 'variant=fp32');
+    const whole = await run(contract, split.first.masks);
+    const same = (a, b) => a.masks.reduce((n, v, i) => n + ((v > 0) === (b.masks[i] > 0)), 0);
+    const agree = (a, b) => same(a, b) / a.masks.length;
     return { graphs: [split.first.graph, split.second.graph, whole.first.graph],
              index: [split.first.index, whole.first.index],
              agree: [agree(split.first, whole.first), agree(split.second, whole.second)] };
