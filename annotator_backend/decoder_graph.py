@@ -124,13 +124,19 @@ class FastDecoderModel(SamOnnxModel):
         w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.out_channels, -1)
         return F.gelu(_layer_norm(y.reshape(gh * gw, -1) @ w2.t() + conv2.bias, norm2))
 
-    def dense_terms(self, mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> DenseTerms:
-        """The dense prompt embedding (mask_input's, or `no_mask_embed`) as `y @ w3 + c`."""
+    def dense_terms(
+        self, mask_input: torch.Tensor | None, has_mask_input: torch.Tensor | None = None
+    ) -> DenseTerms:
+        """The dense prompt embedding (mask_input's, or `no_mask_embed`) as `y @ w3 + c`; for a
+        graph without mask inputs (mask_input None), y is None and c is `no_mask_embed`."""
         pe = self.model.prompt_encoder
         conv3 = pe.mask_downscaling[-1]
+        w3 = conv3.weight.reshape(conv3.out_channels, -1).t()
+        if mask_input is None:
+            return DenseTerms(y=None, w3=w3, c=pe.no_mask_embed.weight[0])
         return DenseTerms(
             y=self.mask_features(mask_input) * has_mask_input,
-            w3=conv3.weight.reshape(conv3.out_channels, -1).t(),
+            w3=w3,
             c=has_mask_input * conv3.bias + (1 - has_mask_input) * pe.no_mask_embed.weight[0],
         )
 

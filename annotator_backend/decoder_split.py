@@ -157,9 +157,4 @@ class NoMaskDecoderModel(SplitDecoderModel):
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         """`SplitDecoderModel.forward`'s inputs (and shapes) up to the points."""
         *prepared, point_coords, point_labels = inputs
-        pe = self.model.prompt_encoder
-        conv3 = pe.mask_downscaling[-1]
-        dense = DenseTerms(
-            y=None, w3=conv3.weight.reshape(conv3.out_channels, -1).t(), c=pe.no_mask_embed.weight[0]
-        )
-        return self.decode(tuple(prepared), point_coords, point_labels, dense)
+        return self.decode(tuple(prepared), point_coords, point_labels, self.dense_terms(None))

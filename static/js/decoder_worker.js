@@ -91,9 +91,7 @@ async function init(msg) {
     wantGpu = !fallback;
   }
   const bundle = wantGpu ? "ort.all.min.mjs" : "ort.wasm.min.mjs";
-  const split = wanted === "split";
-  const request = split ? msg : { modelUrl: msg.modelUrl };
-  const [mod, graphs] = await Promise.all([import(`${msg.wasmPaths}${bundle}`), fetchGraphs(request)]);
+  const [mod, graphs] = await Promise.all([import(`${msg.wasmPaths}${bundle}`), fetchGraphs(msg)]);
   ort = mod.default && mod.default.InferenceSession ? mod.default : mod;
   ort.env.wasm.wasmPaths = msg.wasmPaths;
   ort.env.wasm.proxy = false; // already off the main thread
